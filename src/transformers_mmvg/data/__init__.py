@@ -1,0 +1,1 @@
+"""Data: TextShapes, video files, video folders with captions."""
