@@ -2,6 +2,10 @@
 
 Decoding uses decord (random access: only the requested frames are decoded); writing uses PyAV
 (H.264 in an mp4 container). Every failure names the file it concerns.
+
+decord 0.6.0 cannot hand back frames of some widths (16 and 48 pixels, for instance: its copy
+fails with "from_size == to_size"); for such files `read_video` decodes the same frames with
+PyAV instead, so that any video ffmpeg reads can be used.
 """
 
 from __future__ import annotations
@@ -120,10 +124,33 @@ def read_video(
     try:
         frames = reader.get_batch(indices).asnumpy()
     except Exception as error:
-        raise VideoReadError(f"cannot decode frames {indices} of {path}: {str(error).splitlines()[0][:200]}") from error
+        if "from_size == to_size" not in str(error):
+            raise VideoReadError(f"cannot decode frames {indices} of {path}: {str(error).splitlines()[0][:200]}") from error
+        frames = _read_with_pyav(path, indices)
     if frames.ndim != 4 or frames.shape[0] != len(indices) or frames.shape[-1] != 3:
         raise VideoReadError(f"{path}: decoder returned frames of shape {frames.shape}, expected ({len(indices)}, H, W, 3)")
     return frames
+
+
+def _read_with_pyav(path: str | os.PathLike, indices: Sequence[int]) -> np.ndarray:
+    """Decode the frames at `indices` sequentially with PyAV (the fallback for decord's size bug)."""
+    import av
+
+    wanted = set(indices)
+    decoded: dict[int, np.ndarray] = {}
+    try:
+        with av.open(str(path)) as container:
+            for index, frame in enumerate(container.decode(video=0)):
+                if index in wanted:
+                    decoded[index] = frame.to_ndarray(format="rgb24")
+                if index >= max(wanted):
+                    break
+    except Exception as error:
+        raise VideoReadError(f"cannot decode frames {list(indices)} of {path}: {error}") from error
+    missing = sorted(wanted - decoded.keys())
+    if missing:
+        raise VideoReadError(f"cannot decode frames {missing} of {path}: the stream ended before them")
+    return np.stack([decoded[index] for index in indices])
 
 
 def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int = 8, lossless: bool = True) -> Path:

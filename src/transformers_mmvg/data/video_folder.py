@@ -1,0 +1,164 @@
+"""A `datasets` loader for a folder of captioned videos (the videofolder convention).
+
+The folder holds video files and a `metadata.jsonl` (or `metadata.csv`) with one row per video:
+a `file_name` relative to the folder and a caption column (`text` by default). Rows are read
+with `datasets`; frames are decoded lazily with decord (only the sampled frames), resized and
+centre-cropped to the model resolution and returned as uint8 tensors (T, C, H, W).
+
+Bad files: the loader checks every video once when the data set is built (it exists, decodes,
+and has enough frames for the requested sampling). `on_bad_file="raise"` (the default) stops
+with an error that lists the unusable files and why; `on_bad_file="skip"` drops them, warns
+with their number and names, and records them in `dataset.info.description`. Either way no
+sample is ever silently wrong or silently lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import datasets
+import torch
+from torchvision.transforms.v2 import functional as TF
+from tqdm.auto import tqdm
+
+from .video_io import VideoReadError, VideoTooShortError, count_frames, read_video, sample_frame_indices
+
+__all__ = ["VideoFolderError", "BadVideoReport", "load_video_folder", "resize_center_crop"]
+
+logger = logging.getLogger(__name__)
+
+METADATA_FILES = ("metadata.jsonl", "metadata.csv")
+
+
+class VideoFolderError(ValueError):
+    """A video folder whose metadata or files cannot be used."""
+
+
+@dataclass
+class BadVideoReport:
+    """The videos a scan found unusable, as (file_name, reason) pairs."""
+
+    bad: list[tuple[str, str]] = field(default_factory=list)
+
+    def summary(self, limit: int = 5) -> str:
+        listed = "; ".join(f"{name}: {reason}" for name, reason in self.bad[:limit])
+        more = f"; and {len(self.bad) - limit} more" if len(self.bad) > limit else ""
+        return f"{len(self.bad)} unusable video(s): {listed}{more}"
+
+
+def resize_center_crop(frames: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """Resize frames (T, C, H, W) so that they cover `size`, then centre-crop to it.
+
+    The aspect ratio is kept (no stretching); bilinear with antialiasing when shrinking.
+    """
+    height, width = (size, size) if isinstance(size, int) else size
+    in_height, in_width = frames.shape[-2:]
+    if (in_height, in_width) == (height, width):
+        return frames
+    scale = max(height / in_height, width / in_width)
+    resized = (max(height, round(in_height * scale)), max(width, round(in_width * scale)))
+    frames = TF.resize(frames, list(resized), interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+    return TF.center_crop(frames, [height, width])
+
+
+def _read_metadata(data_dir: Path, caption_column: str) -> datasets.Dataset:
+    present = [name for name in METADATA_FILES if (data_dir / name).is_file()]
+    if not present:
+        raise VideoFolderError(f"no metadata.jsonl or metadata.csv in {data_dir}")
+    if len(present) > 1:
+        raise VideoFolderError(f"both metadata.jsonl and metadata.csv in {data_dir}: keep one")
+    metadata_path = data_dir / present[0]
+    try:
+        if metadata_path.suffix == ".jsonl":
+            rows = datasets.Dataset.from_json(str(metadata_path))
+        else:
+            rows = datasets.Dataset.from_csv(str(metadata_path))
+    except Exception as error:
+        raise VideoFolderError(f"cannot parse {metadata_path}: {error}") from error
+    for column in ("file_name", caption_column):
+        if column not in rows.column_names:
+            raise VideoFolderError(
+                f"{metadata_path} has no '{column}' column (columns: {', '.join(rows.column_names)})"
+            )
+    return rows
+
+
+def _check_video(path: Path, num_frames: int, stride: int | None) -> str | None:
+    """Return why the video cannot supply the sampling, or None if it can."""
+    try:
+        sample_frame_indices(count_frames(path), num_frames, stride)
+    except (VideoReadError, VideoTooShortError) as error:
+        return str(error)
+    return None
+
+
+def load_video_folder(
+    data_dir: str | os.PathLike,
+    num_frames: int,
+    resolution: int | tuple[int, int] = 64,
+    stride: int | None = None,
+    caption_column: str = "text",
+    on_bad_file: Literal["raise", "skip"] = "raise",
+    check_files: bool = True,
+) -> datasets.Dataset:
+    """Load a folder of captioned videos as a `datasets.Dataset`.
+
+    Args:
+        data_dir: folder with the videos and `metadata.jsonl` / `metadata.csv`.
+        num_frames: frames per sample N.
+        resolution: output size, an int (square) or (height, width).
+        stride: frame stride; `None` spreads the N frames evenly over each video.
+        caption_column: name of the caption column in the metadata.
+        on_bad_file: `"raise"` stops on unusable videos (listing them), `"skip"` drops them with a
+            warning; see the module docstring.
+        check_files: scan every video once up front (recommended). Without the scan, a bad file
+            raises `VideoReadError` naming it when its sample is read.
+
+    Returns:
+        A dataset whose rows are `{"frames": uint8 tensor (N, 3, H, W), "text": str,
+        "file_name": str, ...}` plus the other metadata columns; frames are decoded on access.
+    """
+    if on_bad_file not in ("raise", "skip"):
+        raise ValueError(f"on_bad_file must be 'raise' or 'skip', got {on_bad_file!r}")
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise VideoFolderError(f"video folder not found: {data_dir}")
+    rows = _read_metadata(data_dir, caption_column)
+    if caption_column != "text":
+        if "text" in rows.column_names:
+            raise VideoFolderError(f"metadata has both 'text' and caption column '{caption_column}'")
+        rows = rows.rename_column(caption_column, "text")
+    missing_captions = [name for name, text in zip(rows["file_name"], rows["text"]) if not isinstance(text, str)]
+    if missing_captions:
+        raise VideoFolderError(
+            f"{len(missing_captions)} row(s) of the metadata in {data_dir} have no caption: {missing_captions[:5]}"
+        )
+
+    if check_files:
+        report = BadVideoReport()
+        for name in tqdm(rows["file_name"], desc="checking videos", unit="video", disable=len(rows) < 200):
+            reason = _check_video(data_dir / name, num_frames, stride)
+            if reason is not None:
+                report.bad.append((name, reason))
+        if report.bad:
+            if on_bad_file == "raise":
+                raise VideoFolderError(f"{data_dir}: {report.summary()} (pass on_bad_file='skip' to drop them)")
+            bad_names = {name for name, _ in report.bad}
+            rows = rows.filter(lambda name: name not in bad_names, input_columns="file_name")
+            logger.warning("%s: skipped %s", data_dir, report.summary())
+            rows.info.description = json.dumps({"skipped_videos": report.bad})
+
+    def decode(batch: dict) -> dict:
+        frames = []
+        for name in batch["file_name"]:
+            video = torch.from_numpy(read_video(data_dir / name, num_frames=num_frames, stride=stride))
+            frames.append(resize_center_crop(video.permute(0, 3, 1, 2), resolution))
+        return {**batch, "frames": frames}
+
+    rows.set_transform(decode)
+    return rows
