@@ -226,3 +226,16 @@ def test_rows_without_a_caption_are_rejected(tmp_path):
     write_folder(tmp_path, [{"file_name": "a.mp4", "text": None}], {"a.mp4": numbered_video(8)})
     with pytest.raises(VideoFolderError, match="have no caption"):
         load_video_folder(tmp_path, num_frames=8)
+
+
+def test_folder_of_textshapes_clips_is_pixel_exact(tmp_path):
+    from transformers_mmvg.data.textshapes import ClipParams, render_clip, write_textshapes
+
+    write_textshapes(tmp_path, preset="textshapes-64x8", num_clips=5, seed=11, num_workers=1)
+    dataset = load_video_folder(tmp_path, num_frames=8, resolution=64)
+    assert len(dataset) == 5
+    for row in dataset:
+        params = ClipParams(row["shape"], row["color"], tuple(row["directions"]), row["x0"], row["y0"])
+        clip = render_clip(params, "textshapes-64x8")
+        assert row["text"] == clip.text
+        assert torch.equal(row["frames"], torch.from_numpy(clip.frames).permute(0, 3, 1, 2))
