@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from transformers_mmvg.metrics import psnr, ssim
+from transformers_mmvg.metrics import bits_per_pixel, psnr, ssim
 
 
 def test_identical_videos():
@@ -43,3 +43,9 @@ def test_ssim_drops_with_noise_and_shapes_are_checked():
         psnr(video, video[:2])
     with pytest.raises(ValueError, match="at least 11x11"):
         ssim(np.zeros((1, 8, 8, 3)), np.zeros((1, 8, 8, 3)))
+
+
+def test_bits_per_pixel_of_a_token_grid():
+    # 4 x 4 tokens of 512 codes (9 bits) for a 64 x 64 frame: 144 bits / 4096 pixels
+    assert bits_per_pixel(4, 512, 64) == 144 / 4096
+    assert bits_per_pixel((8, 16), 1024, (128, 256)) == 8 * 16 * 10 / (128 * 256)

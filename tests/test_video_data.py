@@ -239,3 +239,13 @@ def test_folder_of_textshapes_clips_is_pixel_exact(tmp_path):
         clip = render_clip(params, "textshapes-64x8")
         assert row["text"] == clip.text
         assert torch.equal(row["frames"], torch.from_numpy(clip.frames).permute(0, 3, 1, 2))
+
+
+def test_long_videos_split_into_windows(tmp_path):
+    # 20 frames, windows of 3 frames at stride 2 span 5 frames: starts 0, 7.5 -> 8, 15
+    write_folder(tmp_path, [{"file_name": "a.mp4", "text": "a"}], {"a.mp4": numbered_video(20)})
+    dataset = load_video_folder(tmp_path, num_frames=3, stride=2, resolution=16, clips_per_video=3)
+    assert dataset["clip_start"] == [0, 8, 15]
+    assert [row["frames"][:, 0, 0, 0].tolist() for row in dataset] == [[0, 20, 40], [80, 100, 120], [150, 170, 190]]
+    with pytest.raises(ValueError, match="needs to be >= 1, and a stride"):
+        load_video_folder(tmp_path, num_frames=3, resolution=16, clips_per_video=3)

@@ -7,11 +7,13 @@ the default `data_range=255`); model outputs in [-1, 1] go through the processor
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["psnr", "ssim"]
+__all__ = ["bits_per_pixel", "psnr", "ssim"]
 
 SSIM_WINDOW = 11  # Gaussian window of Wang et al. (2004)
 SSIM_SIGMA = 1.5
@@ -87,3 +89,10 @@ def ssim(
     per_frame = ssim_map.flatten(1).mean(-1)
     return per_frame.reshape(*batch_shape, frames).mean(-1) if batch_shape else per_frame.mean()
 
+
+
+def bits_per_pixel(token_grid_size: int | tuple[int, int], codebook_size: int, image_size: int | tuple[int, int]) -> float:
+    """Bits per pixel of a frame stored as a grid of codebook indices (log2(K) bits per token)."""
+    grid = (token_grid_size, token_grid_size) if isinstance(token_grid_size, int) else token_grid_size
+    image = (image_size, image_size) if isinstance(image_size, int) else image_size
+    return grid[0] * grid[1] * math.log2(codebook_size) / (image[0] * image[1])

@@ -97,6 +97,24 @@ def _check_video(path: Path, num_frames: int, stride: int | None) -> str | None:
     return None
 
 
+def _expand_into_windows(
+    rows: datasets.Dataset, data_dir: Path, num_frames: int, stride: int, clips_per_video: int
+) -> datasets.Dataset:
+    """One row per window: `clips_per_video` starts spread evenly over each video's valid range."""
+    span = (num_frames - 1) * stride + 1
+    expanded: dict[str, list] = {name: [] for name in rows.column_names + ["clip_start"]}
+    for row in rows:
+        last_start = count_frames(data_dir / row["file_name"]) - span
+        if last_start < 0:
+            raise VideoTooShortError(f"{row['file_name']}: too short for {num_frames} frames at stride {stride}")
+        starts = sorted({round(last_start * k / max(clips_per_video - 1, 1)) for k in range(clips_per_video)})
+        for start in starts:
+            for name in rows.column_names:
+                expanded[name].append(row[name])
+            expanded["clip_start"].append(start)
+    return datasets.Dataset.from_dict(expanded)
+
+
 def load_video_folder(
     data_dir: str | os.PathLike,
     num_frames: int,
@@ -105,6 +123,7 @@ def load_video_folder(
     caption_column: str = "text",
     on_bad_file: Literal["raise", "skip"] = "raise",
     check_files: bool = True,
+    clips_per_video: int = 1,
 ) -> datasets.Dataset:
     """Load a folder of captioned videos as a `datasets.Dataset`.
 
@@ -118,6 +137,9 @@ def load_video_folder(
             warning; see the module docstring.
         check_files: scan every video once up front (recommended). Without the scan, a bad file
             raises `VideoReadError` naming it when its sample is read.
+        clips_per_video: take this many windows of `num_frames` frames at `stride` from each video,
+            their starts spread evenly over the video (a few long videos become many samples).
+            Needs `stride`; each row then has a `clip_start` column.
 
     Returns:
         A dataset whose rows are `{"frames": uint8 tensor (N, 3, H, W), "text": str,
@@ -125,6 +147,8 @@ def load_video_folder(
     """
     if on_bad_file not in ("raise", "skip"):
         raise ValueError(f"on_bad_file must be 'raise' or 'skip', got {on_bad_file!r}")
+    if clips_per_video < 1 or (clips_per_video > 1 and stride is None):
+        raise ValueError(f"clips_per_video={clips_per_video} needs to be >= 1, and a stride when > 1")
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise VideoFolderError(f"video folder not found: {data_dir}")
@@ -153,11 +177,18 @@ def load_video_folder(
             logger.warning("%s: skipped %s", data_dir, report.summary())
             rows.info.description = json.dumps({"skipped_videos": report.bad})
 
+    if clips_per_video > 1:
+        rows = _expand_into_windows(rows, data_dir, num_frames, stride, clips_per_video)
+
     def decode(batch: dict) -> dict:
         frames = []
-        for name in batch["file_name"]:
-            video = torch.from_numpy(read_video(data_dir / name, num_frames=num_frames, stride=stride))
-            frames.append(resize_center_crop(video.permute(0, 3, 1, 2), resolution))
+        starts = batch.get("clip_start", [None] * len(batch["file_name"]))
+        for name, start in zip(batch["file_name"], starts):
+            if start is None:
+                video = read_video(data_dir / name, num_frames=num_frames, stride=stride)
+            else:
+                video = read_video(data_dir / name, indices=range(start, start + num_frames * stride, stride))
+            frames.append(resize_center_crop(torch.from_numpy(video).permute(0, 3, 1, 2), resolution))
         return {**batch, "frames": frames}
 
     rows.set_transform(decode)
