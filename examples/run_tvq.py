@@ -1,0 +1,152 @@
+#!/usr/bin/env python
+"""Stage 1 of MMVG: train T-VQ, the temporal-aware VQGAN, with the transformers Trainer.
+
+    python examples/run_tvq.py --output_dir outputs/tvq                       # TextShapes, default config
+    python examples/run_tvq.py --train_dir my_videos/train --eval_dir my_videos/test \
+        --num_frames 8 --resolution 64 --output_dir outputs/tvq-mine
+
+Without `--train_dir` it generates TextShapes (`--preset`, `--num_train_clips`, `--num_eval_clips`)
+under `<output_dir>/data`. Any folder of videos with a `metadata.jsonl`/`metadata.csv` works
+(`transformers_mmvg.data.video_folder`). The model (`AutoModel.from_pretrained(output_dir)` reloads
+it), its video processor and `eval_results.json` (PSNR, SSIM, codebook usage, temporal-order
+accuracy on the held-out split) end up in `--output_dir`. `--resume_from_checkpoint` resumes,
+discriminator included. All `TrainingArguments` apply.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import HfArgumentParser, TrainingArguments, set_seed
+
+from transformers_mmvg import MMVGVideoProcessor, TVQConfig, TVQModel
+from transformers_mmvg.data.textshapes import DEFAULT_PRESET, PRESETS, get_preset, write_textshapes
+from transformers_mmvg.data.video_folder import load_video_folder
+from transformers_mmvg.metrics import bits_per_pixel
+from transformers_mmvg.trainer_tvq import TVQDataCollator, TVQTrainer, evaluate_tvq
+
+logger = logging.getLogger("run_tvq")
+
+
+@dataclass
+class DataArguments:
+    train_dir: str | None = field(default=None, metadata={"help": "video folder to train on (default: TextShapes)"})
+    eval_dir: str | None = field(default=None, metadata={"help": "held-out video folder"})
+    preset: str = field(default=DEFAULT_PRESET, metadata={"help": f"TextShapes preset: {', '.join(PRESETS)}"})
+    num_train_clips: int = field(default=2000, metadata={"help": "TextShapes clips to generate for training"})
+    num_eval_clips: int = field(default=200, metadata={"help": "TextShapes clips to generate for evaluation"})
+    data_seed_offset: int = field(default=0, metadata={"help": "added to --seed for the generated data"})
+    num_frames: int | None = field(default=None, metadata={"help": "frames per clip (default: the preset's)"})
+    resolution: int | None = field(default=None, metadata={"help": "frame size (default: the preset's)"})
+    frame_stride: int | None = field(default=None, metadata={"help": "frame stride (default: spread evenly)"})
+    clips_per_video: int = field(default=1, metadata={"help": "windows taken from each video, train and eval (needs --frame_stride)"})
+    train_frames_per_clip: int | None = field(
+        default=2, metadata={"help": "random ordered frames of each clip per training step (None: all)"}
+    )
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(default=None, metadata={"help": "a T-VQ to start from"})
+    config_overrides: str | None = field(
+        default=None, metadata={"help": 'TVQConfig fields as JSON, e.g. \'{"codebook_size": 256}\''}
+    )
+    discriminator_learning_rate: float | None = field(default=None)
+
+
+def prepare_data(data_args: DataArguments, output_dir: Path, seed: int) -> tuple[Path, Path, int, int]:
+    """Return (train_dir, eval_dir, num_frames, resolution), generating TextShapes if no folder is given."""
+    if data_args.train_dir is None:
+        preset = get_preset(data_args.preset)
+        data_dir = output_dir / "data"
+        seed = seed + data_args.data_seed_offset
+        if not (data_dir / "train" / "metadata.jsonl").is_file():
+            write_textshapes(data_dir / "train", preset, num_clips=data_args.num_train_clips, seed=seed)
+        if not (data_dir / "eval" / "metadata.jsonl").is_file():
+            write_textshapes(data_dir / "eval", preset, num_clips=data_args.num_eval_clips, seed=seed + 1)
+        return (
+            data_dir / "train",
+            data_dir / "eval",
+            data_args.num_frames or preset.num_frames,
+            data_args.resolution or preset.resolution,
+        )
+    if data_args.eval_dir is None or data_args.num_frames is None or data_args.resolution is None:
+        raise ValueError("with --train_dir, also give --eval_dir, --num_frames and --resolution")
+    return Path(data_args.train_dir), Path(data_args.eval_dir), data_args.num_frames, data_args.resolution
+
+
+def build_model(model_args: ModelArguments, resolution: int) -> TVQModel:
+    overrides = json.loads(model_args.config_overrides) if model_args.config_overrides else {}
+    if model_args.model_name_or_path:
+        return TVQModel.from_pretrained(model_args.model_name_or_path, **overrides)
+    return TVQModel(TVQConfig(image_size=resolution, **overrides))
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = HfArgumentParser((DataArguments, ModelArguments, TrainingArguments))
+    defaults = [
+        "--per_device_train_batch_size", "16",
+        "--learning_rate", "1e-3",
+        "--num_train_epochs", "36",
+        "--adam_beta1", "0.5",
+        "--adam_beta2", "0.9",
+        "--lr_scheduler_type", "linear",
+        "--warmup_steps", "0",
+        "--logging_steps", "25",
+        "--save_strategy", "epoch",
+        "--save_total_limit", "2",
+        "--eval_strategy", "no",
+        "--dataloader_num_workers", "0",
+        "--use_cpu", str(not torch.cuda.is_available()),
+        "--report_to", "none",
+        "--remove_unused_columns", "False",
+    ]  # fmt: skip
+    data_args, model_args, training_args = parser.parse_args_into_dataclasses(
+        defaults + list(sys.argv[1:] if argv is None else argv)
+    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    set_seed(training_args.seed)
+    output_dir = Path(training_args.output_dir)
+
+    train_dir, eval_dir, num_frames, resolution = prepare_data(data_args, output_dir, training_args.seed)
+    load = dict(num_frames=num_frames, resolution=resolution, stride=data_args.frame_stride)
+    train_dataset = load_video_folder(train_dir, clips_per_video=data_args.clips_per_video, **load)
+    eval_dataset = load_video_folder(eval_dir, clips_per_video=data_args.clips_per_video, **load)
+    video_processor = MMVGVideoProcessor(size={"height": resolution, "width": resolution}, num_frames=num_frames)
+    model = build_model(model_args, resolution)
+    logger.info("T-VQ: %.2fM parameters, %s", model.num_parameters() / 1e6, model.config.to_json_string())
+
+    trainer = TVQTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=TVQDataCollator(video_processor, frames_per_clip=data_args.train_frames_per_clip),
+        discriminator_learning_rate=model_args.discriminator_learning_rate,
+    )
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    train_seconds = time.perf_counter() - start
+    trainer.save_model(str(output_dir))
+    video_processor.save_pretrained(str(output_dir))
+
+    metrics = trainer.evaluate()
+    metrics["train_seconds"] = train_seconds
+    metrics["train_steps"] = trainer.state.global_step
+    config = model.config
+    metrics["bits_per_pixel"] = bits_per_pixel(config.latent_size, config.codebook_size, config.image_size)
+    if trainer.is_world_process_zero():
+        (output_dir / "eval_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        print(json.dumps(metrics, indent=2))
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
+

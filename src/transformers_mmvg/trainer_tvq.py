@@ -1,0 +1,252 @@
+"""Training and evaluating T-VQ with the transformers `Trainer` (training-only; inference needs none of it).
+
+`TVQTrainer` adds to `Trainer`:
+- the VQGAN discriminator step: after each generator step (the model's forward with every loss term,
+  the adaptive-weighted hinge generator loss among them once `discriminator_start_step` is reached)
+  a second optimizer updates the patch discriminator on real frames vs the detached reconstruction;
+  both go through `accelerator.backward`, so the step runs unchanged under accelerate / DDP;
+- the discriminator and its optimizer saved in, and restored from, every checkpoint beside the
+  model's own optimizer and scheduler (so `resume_from_checkpoint` resumes the GAN too);
+- every loss term, the batch's codebook perplexity and the temporal-order accuracy in the logs;
+- `evaluate()` measuring what Stage 1 is judged by on held-out clips (`evaluate_tvq`): PSNR and
+  SSIM of the reconstruction, codebook usage and perplexity over the whole set, the temporal-order
+  accuracy of FC^T on every ordered pair of frames, and the mean loss terms.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Iterable
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import Trainer
+
+from .losses_tvq import PatchDiscriminator, discriminator_loss
+from .metrics import psnr, ssim
+from .modeling_tvq import CodebookUsageTracker, TVQModel
+from .video_processing_mmvg import MMVGVideoProcessor
+
+__all__ = ["TVQDataCollator", "TVQTrainer", "evaluate_tvq", "temporal_order_accuracy"]
+
+DISCRIMINATOR_FILE = "discriminator.pt"
+LOGGED_TERMS = (
+    "l1_loss",
+    "l2_loss",
+    "codebook_loss",
+    "commitment_loss",
+    "perceptual_loss",
+    "adversarial_loss",
+    "adversarial_weight",
+    "temporal_loss",
+    "temporal_accuracy",
+    "codebook_perplexity",
+)
+
+
+class TVQDataCollator:
+    """Rows `{"frames": uint8 (T, C, H, W), ...}` -> `{"pixel_values": float (B, T', C, H, W) in [-1, 1]}`.
+
+    T-VQ codes frames one by one; only FC^T looks at two frames of a clip at a time. So training
+    sees more distinct clips per second when each clip contributes a random ordered subset of
+    `frames_per_clip` frames (T' = frames_per_clip) instead of all T. `None` keeps every frame
+    (use it for evaluation).
+    """
+
+    def __init__(self, video_processor: MMVGVideoProcessor, frames_per_clip: int | None = None):
+        if frames_per_clip is not None and frames_per_clip < 2:
+            raise ValueError(f"frames_per_clip must be >= 2 (FC^T needs pairs), got {frames_per_clip}")
+        self.video_processor = video_processor
+        self.frames_per_clip = frames_per_clip
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        videos = [self._subsample(row["frames"]) for row in rows]
+        pixel_values = self.video_processor(videos=videos, return_tensors="pt", do_sample_frames=False)
+        return {"pixel_values": pixel_values["pixel_values_videos"]}
+
+    def _subsample(self, frames: torch.Tensor) -> torch.Tensor:
+        if self.frames_per_clip is None or self.frames_per_clip >= frames.shape[0]:
+            return frames
+        return frames[torch.randperm(frames.shape[0])[: self.frames_per_clip].sort().values]
+
+
+@torch.no_grad()
+def temporal_order_accuracy(model: TVQModel, quantized_latents: torch.Tensor) -> tuple[int, int]:
+    """Correct and total predictions of FC^T over every ordered pair (i, j), i != j, of each clip.
+
+    quantized_latents: (B, T, D, h, w) from `model.encode`.
+    """
+    batch_size, num_frames = quantized_latents.shape[:2]
+    first, second = zip(*[(i, j) for i in range(num_frames) for j in range(num_frames) if i != j])
+    first, second = torch.tensor(first), torch.tensor(second)
+    logits = model.temporal_head(
+        quantized_latents[:, first].flatten(0, 1), quantized_latents[:, second].flatten(0, 1)
+    )
+    labels = (first < second).repeat(batch_size)
+    return int(((logits > 0) == labels).sum()), labels.numel()
+
+
+@torch.no_grad()
+def evaluate_tvq(
+    model: TVQModel,
+    batches: Iterable[dict[str, torch.Tensor]],
+    show_progress: bool = True,
+) -> dict[str, float]:
+    """Stage-1 quality on held-out clips.
+
+    Args:
+        batches: dicts with `pixel_values` (B, T, C, H, W) in [-1, 1] (e.g. a DataLoader with `TVQDataCollator`).
+
+    Returns:
+        `psnr` and `ssim` (dB / unitless, of the uint8 reconstruction vs the uint8 input, mean over clips),
+        `codebook_usage` (fraction of codes used over the whole set), `codebook_perplexity`,
+        `temporal_order_accuracy` (FC^T over all ordered frame pairs), and the mean of every loss term.
+    """
+    was_training = model.training
+    model.eval()
+    tracker = CodebookUsageTracker(model.config.codebook_size)
+    sums: dict[str, float] = defaultdict(float)
+    num_clips = correct_pairs = total_pairs = 0
+    for batch in tqdm(batches, desc="evaluating T-VQ", disable=not show_progress, leave=False):
+        pixel_values = batch["pixel_values"].to(model.device)
+        outputs = model(pixel_values)
+        encoded = model.encode(pixel_values)
+        tracker.update(encoded.token_ids)
+        if pixel_values.shape[1] > 1:
+            correct, total = temporal_order_accuracy(model, encoded.quantized_latents)
+            correct_pairs, total_pairs = correct_pairs + correct, total_pairs + total
+        real = _to_uint8_frames(pixel_values)
+        fake = _to_uint8_frames(outputs.reconstruction)
+        size = pixel_values.shape[0]
+        sums["psnr"] += psnr(fake, real).clamp(max=100.0).sum().item()  # identical clips count as 100 dB
+        sums["ssim"] += ssim(fake, real).sum().item()
+        for name in ("loss",) + LOGGED_TERMS:
+            value = getattr(outputs, name, None)
+            if value is not None and name not in ("codebook_perplexity", "temporal_accuracy"):
+                sums[name] += float(value) * size
+        num_clips += size
+    model.train(was_training)
+    if num_clips == 0:
+        raise ValueError("evaluate_tvq got no clips")
+    metrics = {name: total / num_clips for name, total in sums.items()}
+    metrics["codebook_usage"] = tracker.usage
+    metrics["codebook_perplexity"] = tracker.perplexity
+    if total_pairs:
+        metrics["temporal_order_accuracy"] = correct_pairs / total_pairs
+    return metrics
+
+
+def _to_uint8_frames(pixel_values: torch.Tensor) -> torch.Tensor:
+    """(B, T, C, H, W) in [-1, 1] -> uint8-valued (B, T, H, W, C), rounded as the processor does."""
+    return ((pixel_values.float().clamp(-1, 1) + 1) * 127.5).round().permute(0, 1, 3, 4, 2)
+
+
+class TVQTrainer(Trainer):
+    """`Trainer` for T-VQ with the VQGAN discriminator step; see the module docstring.
+
+    Args:
+        discriminator: the patch discriminator; built from the model's config when the config enables
+            the adversarial loss and none is given.
+        discriminator_learning_rate: its Adam learning rate (defaults to the generator's).
+        Other arguments are `Trainer`'s.
+    """
+
+    def __init__(
+        self,
+        *args,
+        discriminator: torch.nn.Module | None = None,
+        discriminator_learning_rate: float | None = None,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        config = self.model.config
+        if discriminator is None and config.use_adversarial_loss:
+            discriminator = PatchDiscriminator(in_channels=config.in_channels)
+        self.discriminator = discriminator
+        self.discriminator_optimizer = None
+        if discriminator is not None:
+            discriminator.to(self.args.device)
+            learning_rate = discriminator_learning_rate or self.args.learning_rate
+            optimizer = torch.optim.Adam(discriminator.parameters(), lr=learning_rate, betas=(0.5, 0.9))
+            self.discriminator, self.discriminator_optimizer = self.accelerator.prepare(discriminator, optimizer)
+        self._term_sums: dict[str, float] = defaultdict(float)
+        self._term_counts: dict[str, int] = defaultdict(int)
+        self._last_batch: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _adversarial_active(self) -> bool:
+        return self.discriminator is not None and self.model.adversarial_active(self.state.global_step)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        pixel_values = inputs["pixel_values"]
+        active = self._adversarial_active() and model.training
+        outputs = model(
+            pixel_values=pixel_values,
+            discriminator=self.discriminator if active else None,
+            global_step=self.state.global_step,
+        )
+        if model.training:
+            for name in LOGGED_TERMS:
+                value = getattr(outputs, name, None)
+                if value is not None:
+                    self._term_sums[name] += float(value.detach())
+                    self._term_counts[name] += 1
+            self._last_batch = (pixel_values, outputs.reconstruction.detach()) if active else None
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self._last_batch is not None:
+            real, fake = self._last_batch
+            self._last_batch = None
+            # the generator step also left gradients in the discriminator: clear them first
+            self.discriminator_optimizer.zero_grad(set_to_none=True)
+            d_loss = discriminator_loss(self.discriminator, real, fake)
+            self.accelerator.backward(d_loss)
+            self.discriminator_optimizer.step()
+            self._term_sums["discriminator_loss"] += float(d_loss.detach())
+            self._term_counts["discriminator_loss"] += 1
+        return loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._term_counts:  # a training log: add the mean of every term since the last one
+            for name, total in self._term_sums.items():
+                logs[name] = round(total / self._term_counts[name], 5)
+            self._term_sums.clear()
+            self._term_counts.clear()
+        super().log(logs, start_time)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if dataset is None:
+            raise ValueError("TVQTrainer.evaluate needs an eval_dataset")
+        collator = TVQDataCollator(self.data_collator.video_processor)  # every frame of every clip
+        loader = DataLoader(dataset, batch_size=self.args.per_device_eval_batch_size, collate_fn=collator)
+        metrics = evaluate_tvq(self.model, loader, show_progress=not self.args.disable_tqdm)
+        metrics = {f"{metric_key_prefix}_{name}": value for name, value in metrics.items()}
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    # -- the discriminator travels with every checkpoint ----------------------------------------------------
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        super()._save_optimizer_and_scheduler(output_dir)
+        if self.discriminator is not None and self.args.should_save:
+            state = {
+                "discriminator": self.accelerator.unwrap_model(self.discriminator).state_dict(),
+                "optimizer": self.discriminator_optimizer.state_dict(),
+            }
+            torch.save(state, os.path.join(output_dir, DISCRIMINATOR_FILE))
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is None or self.discriminator is None:
+            return
+        path = os.path.join(checkpoint, DISCRIMINATOR_FILE)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{checkpoint} has no {DISCRIMINATOR_FILE}: it was not saved by a GAN run")
+        state = torch.load(path, map_location=self.args.device, weights_only=True)
+        self.accelerator.unwrap_model(self.discriminator).load_state_dict(state["discriminator"])
+        self.discriminator_optimizer.load_state_dict(state["optimizer"])

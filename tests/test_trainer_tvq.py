@@ -1,0 +1,125 @@
+"""T-VQ under the transformers Trainer: the GAN step, logging, evaluation, checkpoints and resuming."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModel, TrainerCallback, TrainingArguments
+
+from transformers_mmvg import MMVGVideoProcessor, TVQConfig, TVQModel
+from transformers_mmvg.data.textshapes import write_textshapes
+from transformers_mmvg.data.video_folder import load_video_folder
+from transformers_mmvg.trainer_tvq import DISCRIMINATOR_FILE, TVQDataCollator, TVQTrainer, evaluate_tvq, temporal_order_accuracy
+
+TINY = dict(
+    image_size=64,
+    hidden_channels=8,
+    channel_multipliers=[1, 2, 2, 2],
+    latent_channels=16,
+    num_groups=4,
+    codebook_size=32,
+    codebook_dim=4,
+    temporal_hidden_size=16,
+)
+
+
+@pytest.fixture(scope="module")
+def textshapes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("textshapes")
+    write_textshapes(folder, num_clips=8, seed=5, num_workers=1)
+    return load_video_folder(folder, num_frames=8, resolution=64)
+
+
+def make_trainer(output_dir, dataset, max_steps, **config):
+    torch.manual_seed(0)
+    model = TVQModel(TVQConfig(**{**TINY, **config}))
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=4,
+        max_steps=max_steps,
+        learning_rate=1e-3,
+        logging_steps=1,
+        save_steps=1,
+        use_cpu=True,
+        report_to="none",
+        remove_unused_columns=False,
+        disable_tqdm=True,
+        seed=0,
+        data_seed=0,
+    )
+    collator = TVQDataCollator(MMVGVideoProcessor())
+    return TVQTrainer(model=model, args=args, train_dataset=dataset, eval_dataset=dataset, data_collator=collator)
+
+
+def test_gan_training_logs_every_term_and_checkpoints_the_discriminator(textshapes, tmp_path):
+    trainer = make_trainer(tmp_path, textshapes, max_steps=2, use_adversarial_loss=True, discriminator_start_step=1)
+    before = [p.detach().clone() for p in trainer.discriminator.parameters()]
+    trainer.train()
+    logs = trainer.state.log_history
+    # step 1 (global_step 0 during the step) is before discriminator_start_step; step 2 runs the GAN
+    assert "adversarial_loss" not in logs[0] and "discriminator_loss" not in logs[0]
+    for term in ("l1_loss", "codebook_loss", "commitment_loss", "perceptual_loss", "temporal_loss", "codebook_perplexity"):
+        assert np.isfinite(logs[0][term]) and np.isfinite(logs[1][term])
+    assert np.isfinite(logs[1]["adversarial_loss"]) and np.isfinite(logs[1]["discriminator_loss"])
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.discriminator.parameters()))
+    saved = torch.load(tmp_path / "checkpoint-2" / DISCRIMINATOR_FILE, weights_only=True)
+    for name, value in trainer.discriminator.state_dict().items():
+        assert torch.equal(saved["discriminator"][name], value)
+    assert saved["optimizer"]["state"]  # Adam moments were saved too
+
+
+def test_resuming_restores_the_discriminator(textshapes, tmp_path):
+    make_trainer(tmp_path, textshapes, max_steps=1, use_adversarial_loss=True, discriminator_start_step=0).train()
+    checkpoint = torch.load(tmp_path / "checkpoint-1" / DISCRIMINATOR_FILE, weights_only=True)
+    resumed = make_trainer(tmp_path, textshapes, max_steps=2, use_adversarial_loss=True, discriminator_start_step=0)
+    assert any(not torch.equal(checkpoint["discriminator"][k], v) for k, v in resumed.discriminator.state_dict().items())
+    seen = {}
+
+    class SnapshotDiscriminator(TrainerCallback):  # the discriminator as the first resumed step begins
+        def on_step_begin(self, args, state, control, **kwargs):
+            seen.setdefault("step", state.global_step)
+            seen.setdefault("state", {k: v.clone() for k, v in resumed.discriminator.state_dict().items()})
+
+    resumed.add_callback(SnapshotDiscriminator())
+    resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-1"))
+    assert seen["step"] == 1
+    for name, value in seen["state"].items():
+        assert torch.equal(checkpoint["discriminator"][name], value)
+    # a checkpoint without a discriminator cannot silently resume a GAN run
+    (tmp_path / "checkpoint-1" / DISCRIMINATOR_FILE).unlink()
+    again = make_trainer(tmp_path, textshapes, max_steps=2, use_adversarial_loss=True, discriminator_start_step=0)
+    with pytest.raises(FileNotFoundError, match=DISCRIMINATOR_FILE):
+        again.train(resume_from_checkpoint=str(tmp_path / "checkpoint-1"))
+
+
+def test_evaluate_reports_stage_one_metrics_and_the_model_reloads(textshapes, tmp_path):
+    trainer = make_trainer(tmp_path, textshapes, max_steps=1)
+    assert trainer.discriminator is None  # adversarial loss off: no discriminator
+    trainer.train()
+    metrics = trainer.evaluate()
+    for name in ("psnr", "ssim", "codebook_usage", "codebook_perplexity", "temporal_order_accuracy", "l1_loss"):
+        assert np.isfinite(metrics[f"eval_{name}"])
+    assert 0 < metrics["eval_codebook_usage"] <= 1
+    trainer.save_model(str(tmp_path / "final"))
+    reloaded = AutoModel.from_pretrained(tmp_path / "final")
+    assert isinstance(reloaded, TVQModel)
+    loader = torch.utils.data.DataLoader(textshapes, batch_size=4, collate_fn=trainer.data_collator)
+    again = evaluate_tvq(reloaded, loader, show_progress=False)
+    assert again["psnr"] == pytest.approx(metrics["eval_psnr"])
+    assert again["codebook_usage"] == metrics["eval_codebook_usage"]
+    assert json.loads((tmp_path / "final" / "config.json").read_text())["model_type"] == "tvq"
+
+
+def test_temporal_order_accuracy_counts_every_ordered_pair():
+    model = TVQModel(TVQConfig(**TINY)).eval()
+
+    class FirstMinusSecond(torch.nn.Module):  # says "i < j" exactly when z_i's first value is the smaller
+        def forward(self, first, second):
+            return second.flatten(1)[:, 0] - first.flatten(1)[:, 0]
+
+    model.temporal_head = FirstMinusSecond()
+    latents = torch.arange(3.0).reshape(1, 3, 1, 1, 1).expand(2, 3, 4, 4, 4).clone()  # frame t holds the value t
+    assert temporal_order_accuracy(model, latents) == (12, 12)  # 2 clips x 6 ordered pairs
+    assert temporal_order_accuracy(model, latents.flip(1)) == (0, 12)
