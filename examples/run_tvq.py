@@ -8,9 +8,9 @@
 Without `--train_dir` it generates TextShapes (`--preset`, `--num_train_clips`, `--num_eval_clips`)
 under `<output_dir>/data`. Any folder of videos with a `metadata.jsonl`/`metadata.csv` works
 (`transformers_mmvg.data.video_folder`). The model (`AutoModel.from_pretrained(output_dir)` reloads
-it), its video processor and `eval_results.json` (PSNR, SSIM, codebook usage, temporal-order
-accuracy on the held-out split) end up in `--output_dir`. `--resume_from_checkpoint` resumes,
-discriminator included. All `TrainingArguments` apply.
+it), its video processor, `eval_results.json` (PSNR, SSIM, codebook usage, temporal-order
+accuracy on the held-out split) and `reconstructions.png` end up in `--output_dir`.
+`--resume_from_checkpoint` resumes, discriminator included. All `TrainingArguments` apply.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from transformers_mmvg import MMVGVideoProcessor, TVQConfig, TVQModel
 from transformers_mmvg.data.textshapes import DEFAULT_PRESET, PRESETS, get_preset, write_textshapes
 from transformers_mmvg.data.video_folder import load_video_folder
 from transformers_mmvg.metrics import bits_per_pixel
+from transformers_mmvg.visualization import save_video_grid
 from transformers_mmvg.trainer_tvq import TVQDataCollator, TVQTrainer, evaluate_tvq
 
 logger = logging.getLogger("run_tvq")
@@ -85,7 +86,23 @@ def build_model(model_args: ModelArguments, resolution: int) -> TVQModel:
     overrides = json.loads(model_args.config_overrides) if model_args.config_overrides else {}
     if model_args.model_name_or_path:
         return TVQModel.from_pretrained(model_args.model_name_or_path, **overrides)
-    return TVQModel(TVQConfig(image_size=resolution, **overrides))
+    if overrides.setdefault("image_size", resolution) != resolution:
+        raise ValueError(f"config image_size {overrides['image_size']} differs from --resolution {resolution}")
+    return TVQModel(TVQConfig(**overrides))
+
+
+@torch.no_grad()
+def write_reconstructions(model: TVQModel, dataset, video_processor, path: Path, num_clips: int = 4) -> None:
+    """A PNG grid: each held-out clip above its T-VQ reconstruction."""
+    rows = dataset[:num_clips]
+    pixel_values = video_processor(videos=rows["frames"], return_tensors="pt")["pixel_values_videos"].to(model.device)
+    model.eval()
+    reconstruction = model.decode(model.encode(pixel_values).token_ids)
+    originals = video_processor.postprocess_video(pixel_values.cpu(), output_type="np")
+    decoded = video_processor.postprocess_video(reconstruction.cpu(), output_type="np")
+    videos = [video for pair in zip(originals, decoded) for video in pair]
+    labels = [label for text in rows["text"] for label in (text, "T-VQ reconstruction")]
+    save_video_grid(videos, path, labels=labels, scale=2)
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -143,6 +160,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     metrics["bits_per_pixel"] = bits_per_pixel(config.latent_size, config.codebook_size, config.image_size)
     if trainer.is_world_process_zero():
         (output_dir / "eval_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        write_reconstructions(model, eval_dataset, video_processor, output_dir / "reconstructions.png")
         print(json.dumps(metrics, indent=2))
     return metrics
 

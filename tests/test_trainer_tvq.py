@@ -123,3 +123,22 @@ def test_temporal_order_accuracy_counts_every_ordered_pair():
     latents = torch.arange(3.0).reshape(1, 3, 1, 1, 1).expand(2, 3, 4, 4, 4).clone()  # frame t holds the value t
     assert temporal_order_accuracy(model, latents) == (12, 12)  # 2 clips x 6 ordered pairs
     assert temporal_order_accuracy(model, latents.flip(1)) == (0, 12)
+
+
+def test_run_tvq_script_end_to_end(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+    import run_tvq
+
+    metrics = run_tvq.main(
+        ["--output_dir", str(tmp_path), "--num_train_clips", "8", "--num_eval_clips", "4", "--max_steps", "2",
+         "--disable_tqdm", "True", "--save_strategy", "no", "--config_overrides", json.dumps(TINY)]
+    )  # fmt: skip
+    assert metrics["train_steps"] == 2
+    assert metrics["bits_per_pixel"] == 8 * 8 * 5 / (64 * 64)  # 8x8 tokens of 32 codes (5 bits)
+    for name in ("config.json", "model.safetensors", "eval_results.json", "reconstructions.png"):
+        assert (tmp_path / name).is_file(), name
+    assert json.loads((tmp_path / "eval_results.json").read_text())["eval_codebook_usage"] > 0
+    assert isinstance(AutoModel.from_pretrained(tmp_path), TVQModel)

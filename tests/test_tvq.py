@@ -70,7 +70,7 @@ def test_config_derived_sizes():
     assert config.res_blocks_per_level == [0, 0, 0]
     assert TVQConfig(**{**TINY, "num_res_blocks": [0, 1, 2]}).res_blocks_per_level == [0, 1, 2]
     default = TVQConfig()
-    assert (default.image_size, default.downsampling_factor, default.latent_size) == (64, 8, 8)
+    assert (default.image_size, default.downsampling_factor, default.latent_size) == (64, 16, 4)
     assert default.model_type == "tvq"
 
 
