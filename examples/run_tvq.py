@@ -30,7 +30,7 @@ from transformers_mmvg.data.textshapes import DEFAULT_PRESET, PRESETS, get_prese
 from transformers_mmvg.data.video_folder import load_video_folder
 from transformers_mmvg.metrics import bits_per_pixel
 from transformers_mmvg.visualization import save_video_grid
-from transformers_mmvg.trainer_tvq import TVQDataCollator, TVQTrainer, evaluate_tvq
+from transformers_mmvg.trainer_tvq import TVQDataCollator, TVQTrainer
 
 logger = logging.getLogger("run_tvq")
 

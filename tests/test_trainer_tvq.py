@@ -106,7 +106,7 @@ def test_evaluate_reports_stage_one_metrics_and_the_model_reloads(textshapes, tm
     reloaded = AutoModel.from_pretrained(tmp_path / "final")
     assert isinstance(reloaded, TVQModel)
     loader = torch.utils.data.DataLoader(textshapes, batch_size=4, collate_fn=trainer.data_collator)
-    again = evaluate_tvq(reloaded, loader, show_progress=False)
+    again = evaluate_tvq(reloaded, loader, trainer.data_collator.video_processor, show_progress=False)
     assert again["psnr"] == pytest.approx(metrics["eval_psnr"])
     assert again["codebook_usage"] == metrics["eval_codebook_usage"]
     assert json.loads((tmp_path / "final" / "config.json").read_text())["model_type"] == "tvq"

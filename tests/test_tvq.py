@@ -131,7 +131,9 @@ def test_forward_reconstruction_matches_decode_of_its_tokens():
     clips = torch.rand(2, 3, 3, 16, 16) * 2 - 1
     with torch.no_grad():
         outputs = model(clips)
-        assert torch.equal(outputs.token_ids, model.encode(clips).token_ids)
+        encoded = model.encode(clips)
+        assert torch.equal(outputs.token_ids, encoded.token_ids)
+        assert torch.equal(outputs.quantized_latents, encoded.quantized_latents)  # (B, T, D, h, w), no second encode
         torch.testing.assert_close(outputs.reconstruction, model.decode(outputs.token_ids), atol=1e-5, rtol=0)
 
 

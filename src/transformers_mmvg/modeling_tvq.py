@@ -87,6 +87,8 @@ class TVQModelOutput(ModelOutput):
         temporal_loss (`torch.FloatTensor`): `BCE(FC^T(z_i, z_j), [i < j])` over the sampled pairs.
         temporal_accuracy (`torch.FloatTensor`): accuracy of FC^T on those pairs.
         codebook_perplexity (`torch.FloatTensor`): perplexity of this batch's code frequencies.
+        quantized_latents (`torch.FloatTensor` of shape `(B, T, codebook_dim, h, w)`): the codes `z` (as in
+            [`TVQEncoderOutput`]), the input of FC^T.
     """
 
     loss: torch.FloatTensor | None = None
@@ -102,6 +104,7 @@ class TVQModelOutput(ModelOutput):
     temporal_loss: torch.FloatTensor | None = None
     temporal_accuracy: torch.FloatTensor | None = None
     codebook_perplexity: torch.FloatTensor | None = None
+    quantized_latents: torch.FloatTensor | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -629,8 +632,8 @@ class TVQModel(TVQPreTrainedModel):
         if config.use_commitment_loss:
             terms["commitment_loss"] = quantized.commitment_loss
             total = total + config.beta * quantized.commitment_loss
+        latents = rearrange(quantized.quantized_latents, "(b t) d h w -> b t d h w", b=batch_size)
         if config.use_temporal_loss and num_frames > 1:
-            latents = rearrange(quantized.quantized_latents, "(b t) d h w -> b t d h w", b=batch_size)
             terms["temporal_loss"], terms["temporal_accuracy"] = self._temporal_terms(latents)
             total = total + config.temporal_weight * terms["temporal_loss"]
         if discriminator is not None and self.adversarial_active(global_step):
@@ -652,12 +655,13 @@ class TVQModel(TVQPreTrainedModel):
         reconstruction = rearrange(reconstruction, "(b t) c h w -> b t c h w", b=batch_size)
         token_ids = rearrange(quantized.token_ids, "(b t) h w -> b t h w", b=batch_size)
         if is_image:
-            reconstruction, token_ids = reconstruction[:, 0], token_ids[:, 0]
+            reconstruction, token_ids, latents = reconstruction[:, 0], token_ids[:, 0], latents[:, 0]
         output = TVQModelOutput(
             loss=total,
             reconstruction=reconstruction,
             token_ids=token_ids,
             codebook_perplexity=quantized.perplexity,
+            quantized_latents=latents,
             **terms,
         )
         return output if return_dict else output.to_tuple()

@@ -92,12 +92,15 @@ def temporal_order_accuracy(model: TVQModel, quantized_latents: torch.Tensor) ->
 def evaluate_tvq(
     model: TVQModel,
     batches: Iterable[dict[str, torch.Tensor]],
+    video_processor: MMVGVideoProcessor,
     show_progress: bool = True,
 ) -> dict[str, float]:
     """Stage-1 quality on held-out clips.
 
     Args:
         batches: dicts with `pixel_values` (B, T, C, H, W) in [-1, 1] (e.g. a DataLoader with `TVQDataCollator`).
+        video_processor: the processor that made `pixel_values`; its `postprocess_video` turns input and
+            reconstruction back into uint8 frames for PSNR and SSIM.
 
     Returns:
         `psnr` and `ssim` (dB / unitless, of the uint8 reconstruction vs the uint8 input, mean over clips),
@@ -112,13 +115,12 @@ def evaluate_tvq(
     for batch in tqdm(batches, desc="evaluating T-VQ", disable=not show_progress, leave=False):
         pixel_values = batch["pixel_values"].to(model.device)
         outputs = model(pixel_values)
-        encoded = model.encode(pixel_values)
-        tracker.update(encoded.token_ids)
+        tracker.update(outputs.token_ids)
         if pixel_values.shape[1] > 1:
-            correct, total = temporal_order_accuracy(model, encoded.quantized_latents)
+            correct, total = temporal_order_accuracy(model, outputs.quantized_latents)
             correct_pairs, total_pairs = correct_pairs + correct, total_pairs + total
-        real = _to_uint8_frames(pixel_values)
-        fake = _to_uint8_frames(outputs.reconstruction)
+        real = video_processor.postprocess_video(pixel_values.cpu(), output_type="np")
+        fake = video_processor.postprocess_video(outputs.reconstruction.cpu(), output_type="np")
         size = pixel_values.shape[0]
         sums["psnr"] += psnr(fake, real).clamp(max=100.0).sum().item()  # identical clips count as 100 dB
         sums["ssim"] += ssim(fake, real).sum().item()
@@ -136,11 +138,6 @@ def evaluate_tvq(
     if total_pairs:
         metrics["temporal_order_accuracy"] = correct_pairs / total_pairs
     return metrics
-
-
-def _to_uint8_frames(pixel_values: torch.Tensor) -> torch.Tensor:
-    """(B, T, C, H, W) in [-1, 1] -> uint8-valued (B, T, H, W, C), rounded as the processor does."""
-    return ((pixel_values.float().clamp(-1, 1) + 1) * 127.5).round().permute(0, 1, 3, 4, 2)
 
 
 class TVQTrainer(Trainer):
@@ -221,9 +218,10 @@ class TVQTrainer(Trainer):
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
         if dataset is None:
             raise ValueError("TVQTrainer.evaluate needs an eval_dataset")
-        collator = TVQDataCollator(self.data_collator.video_processor)  # every frame of every clip
+        video_processor = self.data_collator.video_processor
+        collator = TVQDataCollator(video_processor)  # every frame of every clip
         loader = DataLoader(dataset, batch_size=self.args.per_device_eval_batch_size, collate_fn=collator)
-        metrics = evaluate_tvq(self.model, loader, show_progress=not self.args.disable_tqdm)
+        metrics = evaluate_tvq(self.model, loader, video_processor, show_progress=not self.args.disable_tqdm)
         metrics = {f"{metric_key_prefix}_{name}": value for name, value in metrics.items()}
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
