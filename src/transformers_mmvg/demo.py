@@ -35,7 +35,7 @@ def write_preview(test_dir: Path, out_dir: Path, preset: str, processor) -> dict
     config = get_preset(preset)
     dataset = load_video_folder(test_dir, num_frames=config.num_frames, resolution=config.resolution)
     rows = dataset[:PREVIEW_CLIPS]
-    inputs = processor(text=rows["text"], videos=[frames for frames in rows["frames"]], return_tensors="pt")
+    inputs = processor(text=rows["text"], videos=rows["frames"], return_tensors="pt")
     print(
         f"processor: input_ids {tuple(inputs['input_ids'].shape)}, "
         f"pixel_values_videos {tuple(inputs['pixel_values_videos'].shape)} in "

