@@ -24,3 +24,9 @@ from .modeling_tvq import TVQModel  # noqa: E402
 AutoConfig.register("tvq", TVQConfig)
 AutoModel.register(TVQConfig, TVQModel)
 # --- end T-VQ ---
+
+# --- MMVG (stage 2) ---
+from .modeling_mmvg import MMVGCompletionOutput, MMVGForVideoCompletion, MMVGOutput  # noqa: E402
+
+AutoModel.register(MMVGConfig, MMVGForVideoCompletion)
+# --- end MMVG ---
