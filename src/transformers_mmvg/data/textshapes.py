@@ -39,6 +39,7 @@ __all__ = [
     "ClipParams",
     "TextShapesClip",
     "TextShapesPreset",
+    "ensure_textshapes_splits",
     "caption_check",
     "centroid_error",
     "follows_caption",
@@ -626,6 +627,26 @@ def write_textshapes(
         for row in rows:
             file.write(json.dumps(row) + "\n")
     return out_dir
+
+
+def ensure_textshapes_splits(
+    data_dir: str | os.PathLike,
+    preset: str | TextShapesPreset = DEFAULT_PRESET,
+    num_train_clips: int = 2000,
+    num_eval_clips: int = 200,
+    seed: int = 0,
+    eval_split: str = "eval",
+) -> tuple[Path, Path]:
+    """`data_dir/train` (seed `seed`) and `data_dir/<eval_split>` (seed `seed + 1`), each written with
+    `write_textshapes` unless it already holds a metadata file. Returns the two folders."""
+    data_dir = Path(data_dir)
+    splits = []
+    for split, num_clips, split_seed in (("train", num_train_clips, seed), (eval_split, num_eval_clips, seed + 1)):
+        folder = data_dir / split
+        if not (folder / METADATA_FILE).is_file():
+            write_textshapes(folder, preset, num_clips=num_clips, seed=split_seed)
+        splits.append(folder)
+    return splits[0], splits[1]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,183 @@
+"""Completion quality on held-out TextShapes clips: caption following, centroid error, PSNR and SSIM, for MMVG and
+for the baselines (copy the nearest given frame; blend the two given frames for infilling).
+
+    results = evaluate_completion(model, processor, clips, tasks=("prediction", "rewind", "infilling"))
+    results["prediction"]["caption_following"]   # share of clips whose generated motion matches the caption
+
+`clips` are rows of a TextShapes video folder (`load_video_folder`): `frames` uint8 (N, C, H, W), `text`, and the
+metadata `shape`, `color`, `directions`, `positions`, `preset`. Infilling is scored on two-segment clips only, where
+the two end frames do not tell the path and only the caption does (TEXTSHAPES.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .data.textshapes import caption_check, centroid_error
+from .masking import given_mask_from_indices, task_given_indices
+from .metrics import psnr, ssim
+
+METHODS = ("mmvg", "mmvg_empty_text", "copy_frame", "linear_blend")
+
+
+def copy_frame_baseline(frames: torch.Tensor, given_mask: torch.Tensor) -> torch.Tensor:
+    """Every hidden frame copies the nearest given frame (the earlier one on a tie). frames (B, N, ...), given_mask
+    (B, N) bool with at least one given frame per clip."""
+    output = frames.clone()
+    for row, given in enumerate(given_mask):
+        indices = given.nonzero().flatten()
+        if len(indices) == 0:
+            raise ValueError("The copy-frame baseline needs at least one given frame per clip.")
+        for frame in range(frames.shape[1]):
+            nearest = indices[(indices - frame).abs().argmin()]
+            output[row, frame] = frames[row, nearest]
+    return output
+
+
+def linear_blend_baseline(frames: torch.Tensor, given_mask: torch.Tensor) -> torch.Tensor:
+    """Hidden frames between two given frames are a linear cross-fade of them; outside, the nearest given frame."""
+    output = copy_frame_baseline(frames, given_mask).float()
+    for row, given in enumerate(given_mask):
+        indices = given.nonzero().flatten().tolist()
+        for left, right in zip(indices, indices[1:]):
+            for frame in range(left + 1, right):
+                weight = (frame - left) / (right - left)
+                output[row, frame] = (1 - weight) * frames[row, left].float() + weight * frames[row, right].float()
+    return output.round().to(frames.dtype) if not frames.dtype.is_floating_point else output
+
+
+def _metadata(row: dict) -> dict:
+    return {key: row[key] for key in ("shape", "color", "directions", "positions") if key in row}
+
+
+def score_clips(generated: np.ndarray, rows: Sequence[dict], preset: str) -> dict[str, float]:
+    """Caption following (TEXTSHAPES.md check), mean centroid error (px), PSNR and SSIM of generated uint8 clips
+    (B, N, H, W, C) against the true clips in `rows`."""
+    truth = np.stack([np.asarray(row["frames"]).transpose(0, 2, 3, 1) for row in rows])
+    follows = [caption_check(clip, row["text"], preset).follows for clip, row in zip(generated, rows)]
+    errors = [centroid_error(clip, _metadata(row), preset) for clip, row in zip(generated, rows)]
+    finite = [error for error in errors if np.isfinite(error)]
+    return {
+        "caption_following": float(np.mean(follows)),
+        "centroid_error": float(np.mean(finite)) if finite else float("nan"),
+        "psnr": float(psnr(generated, truth).clamp(max=100).mean()),
+        "ssim": float(ssim(generated, truth).mean()),
+        "num_clips": len(rows),
+    }
+
+
+def task_rows(rows: Sequence[dict], task: str) -> list[dict]:
+    """The clips a task is scored on: two-segment clips for infilling, all clips otherwise."""
+    if task == "infilling":
+        return [row for row in rows if len(row["directions"]) == 2]
+    return list(rows)
+
+
+@torch.no_grad()
+def complete_rows(
+    model,
+    processor,
+    rows: Sequence[dict],
+    given_indices: Sequence[int],
+    texts: Sequence[str] | None = None,
+    batch_size: int = 16,
+    generator_seed: int = 0,
+    progress: bool = False,
+    **complete_kwargs,
+) -> np.ndarray:
+    """MMVG completions (uint8, B x N x H x W x C) of `rows` from the frames at `given_indices` and their captions (or
+    `texts`, e.g. empty prompts), through the `MMVGProcessor` both ways. `complete_kwargs` go to `model.complete`
+    (decoding, num_inference_steps, ...)."""
+    texts = [row["text"] for row in rows] if texts is None else list(texts)
+    generator = torch.Generator(device=model.device).manual_seed(generator_seed)
+    outputs = []
+    for start in tqdm(range(0, len(rows), batch_size), desc="completing", disable=not progress, leave=False):
+        chunk = rows[start : start + batch_size]
+        videos = [torch.as_tensor(np.asarray(row["frames"])) for row in chunk]
+        inputs = processor(text=texts[start : start + batch_size], videos=videos, return_tensors="pt",
+                           do_sample_frames=False)
+        given = given_mask_from_indices(given_indices, videos[0].shape[0])[None].expand(len(chunk), -1)
+        result = model.complete(
+            inputs["input_ids"].to(model.device),
+            inputs["attention_mask"].to(model.device),
+            inputs["pixel_values_videos"].to(model.device),
+            given.to(model.device),
+            generator=generator,
+            **complete_kwargs,
+        )
+        outputs.append(processor.video_processor.postprocess_video(result.frames.cpu(), output_type="np"))
+    return np.concatenate(outputs)
+
+
+def evaluate_completion(
+    model,
+    processor,
+    rows: Sequence[dict],
+    tasks: Sequence[str] = ("prediction", "rewind", "infilling"),
+    methods: Sequence[str] = ("mmvg",),
+    preset: str | None = None,
+    batch_size: int = 16,
+    progress: bool = False,
+    **complete_kwargs,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """`{task: {method: scores}}` for the named tasks (see `score_clips` for the scores). Methods: `mmvg`,
+    `mmvg_empty_text` (the same model and frames, empty prompts: the text-free control), `copy_frame`,
+    `linear_blend` (infilling only)."""
+    unknown = [method for method in methods if method not in METHODS]
+    if unknown:
+        raise ValueError(f"Unknown methods {unknown}; choose from {METHODS}.")
+    rows = list(rows)
+    preset = preset or rows[0].get("preset")
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for task in tasks:
+        selected = task_rows(rows, task)
+        num_frames = np.asarray(selected[0]["frames"]).shape[0]
+        indices = task_given_indices(task, num_frames)
+        results[task] = {}
+        for method in methods:
+            if method in ("mmvg", "mmvg_empty_text"):
+                texts = [""] * len(selected) if method == "mmvg_empty_text" else None
+                generated = complete_rows(
+                    model, processor, selected, indices, texts=texts, batch_size=batch_size, progress=progress,
+                    **complete_kwargs,
+                )
+            else:
+                if method == "linear_blend" and task != "infilling":
+                    continue
+                frames = torch.stack([torch.as_tensor(np.asarray(row["frames"])) for row in selected])
+                given = given_mask_from_indices(indices, num_frames)[None].expand(len(selected), -1)
+                baseline = copy_frame_baseline if method == "copy_frame" else linear_blend_baseline
+                generated = baseline(frames, given).permute(0, 1, 3, 4, 2).numpy()
+            results[task][method] = score_clips(generated, selected, preset)
+    return results
+
+
+def results_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
+    """A markdown table of `evaluate_completion` results."""
+    lines = [
+        "| task | method | clips | caption following | centroid error (px) | PSNR (dB) | SSIM |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for task, methods in results.items():
+        for method, scores in methods.items():
+            lines.append(
+                f"| {task} | {method} | {scores['num_clips']} | {100 * scores['caption_following']:.1f}% | "
+                f"{scores['centroid_error']:.2f} | {scores['psnr']:.2f} | {scores['ssim']:.3f} |"
+            )
+    return "\n".join(lines)
+
+
+__all__ = [
+    "METHODS",
+    "complete_rows",
+    "copy_frame_baseline",
+    "evaluate_completion",
+    "linear_blend_baseline",
+    "results_table",
+    "score_clips",
+    "task_rows",
+]

@@ -1,0 +1,133 @@
+"""MMVG under the transformers Trainer: token caching, the collator, L_t / p_t logging, completion evaluation,
+baselines, and the run_mmvg.py script end to end."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModel, AutoProcessor
+
+from transformers_mmvg import MMVGForVideoCompletion, MMVGProcessor, TVQConfig, TVQModel
+from transformers_mmvg.data.textshapes import write_textshapes
+from transformers_mmvg.data.video_folder import load_video_folder
+from transformers_mmvg.evaluation import (
+    copy_frame_baseline,
+    evaluate_completion,
+    linear_blend_baseline,
+    results_table,
+    score_clips,
+)
+from transformers_mmvg.masking import given_mask_from_indices
+from transformers_mmvg.trainer_mmvg import MMVGDataCollator, cache_video_tokens
+
+TINY_TVQ = dict(
+    image_size=64,
+    hidden_channels=8,
+    channel_multipliers=[1, 2, 2, 2, 2],
+    latent_channels=16,
+    num_groups=4,
+    codebook_size=32,
+    codebook_dim=4,
+    use_temporal_loss=False,
+)
+TINY_MMVG = dict(
+    hidden_size=32, num_attention_heads=2, intermediate_size=64, num_encoder_layers=1, num_decoder_layers=2,
+    text_embedding_size=8,
+)
+
+
+@pytest.fixture(scope="module")
+def textshapes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("textshapes")
+    write_textshapes(folder, num_clips=8, seed=3, num_workers=1)
+    return load_video_folder(folder, num_frames=8, resolution=64)
+
+
+@pytest.fixture(scope="module")
+def tvq_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tvq")
+    torch.manual_seed(0)
+    TVQModel(TVQConfig(**TINY_TVQ)).save_pretrained(folder)
+    return folder
+
+
+def test_cached_tokens_match_the_models_own_tokenization(textshapes, tvq_dir):
+    model = MMVGForVideoCompletion.from_tvq(str(tvq_dir), **TINY_MMVG)
+    processor = MMVGProcessor()
+    cached = cache_video_tokens(textshapes, model, processor, batch_size=3)
+    assert "frames" not in cached.column_names and len(cached) == 8
+    pixels = processor.video_processor(videos=list(textshapes[:8]["frames"]), return_tensors="pt",
+                                       do_sample_frames=False)["pixel_values_videos"]
+    expected = model.tokenize_video(pixels)
+    assert torch.equal(torch.tensor(cached["video_token_ids"]), expected)
+    batch = MMVGDataCollator(processor)([cached[0], cached[1]])
+    assert torch.equal(batch["video_token_ids"], expected[:2])
+    assert batch["input_ids"][0, 0].item() == 49406
+    on_the_fly = MMVGDataCollator(processor)([textshapes[0], textshapes[1]])
+    assert torch.equal(on_the_fly["pixel_values_videos"], pixels[:2])
+
+
+def test_baselines():
+    frames = torch.arange(5, dtype=torch.float32).view(1, 5, 1, 1, 1).expand(1, 5, 1, 2, 2) * 10
+    given = given_mask_from_indices([0, 4], 5)[None]
+    copied = copy_frame_baseline(frames, given)[0, :, 0, 0, 0].tolist()
+    assert copied == [0, 0, 0, 40, 40]  # nearest given frame; the earlier one on a tie
+    blended = linear_blend_baseline(frames, given)[0, :, 0, 0, 0].tolist()
+    assert blended == [0, 10, 20, 30, 40]
+    prediction = copy_frame_baseline(frames, given_mask_from_indices([1], 5)[None])[0, :, 0, 0, 0].tolist()
+    assert prediction == [10] * 5
+
+
+def test_scores_of_the_true_clips_and_of_frozen_frames(textshapes):
+    rows = [textshapes[index] for index in range(8)]
+    truth = np.stack([row["frames"].permute(0, 2, 3, 1).numpy() for row in rows])
+    perfect = score_clips(truth, rows, "textshapes-64x8")
+    assert perfect["caption_following"] == 1.0 and perfect["centroid_error"] == 0.0
+    assert perfect["psnr"] == 100.0 and perfect["ssim"] == pytest.approx(1.0)
+    frozen = np.repeat(truth[:, :1], 8, axis=1)
+    assert score_clips(frozen, rows, "textshapes-64x8")["caption_following"] == 0.0
+
+
+def test_evaluate_completion_reports_every_task_and_method(textshapes, tvq_dir):
+    model = MMVGForVideoCompletion.from_tvq(str(tvq_dir), **TINY_MMVG).eval()
+    rows = [textshapes[index] for index in range(8)]
+    results = evaluate_completion(
+        model, MMVGProcessor(), rows, methods=("mmvg", "mmvg_empty_text", "copy_frame", "linear_blend"),
+        batch_size=4, num_inference_steps=2,
+    )
+    assert set(results) == {"prediction", "rewind", "infilling"}
+    assert set(results["prediction"]) == {"mmvg", "mmvg_empty_text", "copy_frame"}
+    assert set(results["infilling"]) == {"mmvg", "mmvg_empty_text", "copy_frame", "linear_blend"}
+    two_segments = sum(len(row["directions"]) == 2 for row in rows)
+    assert results["infilling"]["mmvg"]["num_clips"] == two_segments
+    assert results["prediction"]["copy_frame"]["caption_following"] == 0.0  # a frozen clip never moves
+    assert "| prediction | mmvg | 8 |" in results_table(results)
+    with pytest.raises(ValueError, match="Unknown methods"):
+        evaluate_completion(model, MMVGProcessor(), rows, methods=("oracle",))
+
+
+def test_run_mmvg_script_end_to_end(tmp_path, tvq_dir):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+    import run_mmvg
+
+    output_dir = tmp_path / "mmvg"
+    metrics = run_mmvg.main(
+        ["--tvq_path", str(tvq_dir), "--output_dir", str(output_dir), "--num_train_clips", "8",
+         "--num_eval_clips", "4", "--max_steps", "3", "--logging_steps", "1", "--per_device_train_batch_size", "4",
+         "--num_completion_eval_clips", "4", "--eval_num_inference_steps", "2", "--disable_tqdm", "True",
+         "--save_strategy", "no", "--config_overrides", json.dumps(TINY_MMVG)]
+    )  # fmt: skip
+    assert metrics["train_steps"] == 3
+    assert 0 <= metrics["eval_prediction_caption_following"] <= 1 and "eval_loss" in metrics
+    for name in ("config.json", "model.safetensors", "processor_config.json", "eval_results.json",
+                 "train_log.jsonl", "samples.png"):
+        assert (output_dir / name).is_file(), name
+    logs = [json.loads(line) for line in (output_dir / "train_log.jsonl").read_text().splitlines()]
+    assert any("frame_loss_0" in entry and "mask_probability_7" in entry for entry in logs)
+    model = AutoModel.from_pretrained(output_dir)
+    assert isinstance(model, MMVGForVideoCompletion)
+    assert isinstance(AutoProcessor.from_pretrained(output_dir), MMVGProcessor)
+    assert model.config.hidden_size == 32
