@@ -1,12 +1,13 @@
 # Two entry points, each doing all of its own set-up on a fresh machine:
 #   make demo   the end-to-end demo (outputs/demo/)
+#   make demo-from-scratch   the same, training both stages here
 #   make test   the test suite
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow install clean
+.PHONY: demo demo-from-scratch test test-slow install clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +21,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m transformers_mmvg.demo --out outputs/demo
+
+# the same demo, but T-VQ and MMVG are trained here instead of taken from checkpoints/ (about an hour on 2 cores)
+demo-from-scratch: $(STAMP)
+	$(PY) -m transformers_mmvg.demo --out outputs/demo-from-scratch --from-scratch
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

@@ -29,10 +29,8 @@ from transformers import HfArgumentParser, TrainingArguments, set_seed
 from transformers_mmvg import MMVGForVideoCompletion, MMVGProcessor, MMVGVideoProcessor
 from transformers_mmvg.data.textshapes import DEFAULT_PRESET, PRESETS, ensure_textshapes_splits, get_preset
 from transformers_mmvg.data.video_folder import load_video_folder
-from transformers_mmvg.evaluation import complete_rows
-from transformers_mmvg.masking import task_given_indices
+from transformers_mmvg.evaluation import save_task_grid
 from transformers_mmvg.trainer_mmvg import MMVGDataCollator, MMVGTrainer, cache_video_tokens
-from transformers_mmvg.visualization import save_video_grid
 
 logger = logging.getLogger("run_mmvg")
 
@@ -99,26 +97,6 @@ def build_model(model_args: ModelArguments, num_frames: int, resolution: int) ->
             f"frames of {resolution}px"
         )
     return model
-
-
-def write_samples(model, processor, rows, path: Path, decoding_kwargs: dict, num_clips: int = 4) -> None:
-    """A PNG grid: for a few held-out clips, the truth and the completions of the three tasks."""
-    rows = rows[:num_clips]
-    num_frames = len(rows[0]["frames"])
-    videos, labels, highlights = [], [], []
-    completions = {
-        task: complete_rows(model, processor, rows, task_given_indices(task, num_frames), **decoding_kwargs)
-        for task in ("prediction", "rewind", "infilling")
-    }
-    for index, row in enumerate(rows):
-        videos.append(torch.as_tensor(row["frames"]).permute(0, 2, 3, 1).numpy())
-        labels.append(f"truth: {row['text']}")
-        highlights.append([])
-        for task, generated in completions.items():
-            videos.append(generated[index])
-            labels.append(task)
-            highlights.append(task_given_indices(task, num_frames))
-    save_video_grid(videos, path, labels=labels, scale=2, highlight=highlights)
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -203,7 +181,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 log_file.write(json.dumps(entry) + "\n")
         if completion_rows:
             model.eval()
-            write_samples(model, processor, completion_rows, output_dir / "samples.png", decoding_kwargs)
+            save_task_grid(model, processor, completion_rows[:4], output_dir / "samples.png", **decoding_kwargs)
         print(json.dumps(metrics, indent=2))
     return metrics
 

@@ -1,21 +1,51 @@
-"""The README's main command, on a handful of clips."""
+"""The README's main command, on a handful of clips: with tiny models, and with the committed checkpoints."""
 
 import json
 
+import pytest
+import torch
 from PIL import Image
+from transformers import AutoModel
 
-from transformers_mmvg import demo
+from transformers_mmvg import MMVGForVideoCompletion, MMVGProcessor, TVQConfig, TVQModel, demo
+from transformers_mmvg.evaluation import METHODS
+from transformers_mmvg.masking import TASKS
 
 
-def test_demo_writes_the_splits_and_a_preview(tmp_path, capsys):
-    assert demo.main(["--out", str(tmp_path), "--num-train", "8", "--num-test", "7", "--seed", "3"]) == 0
-    for split, count in (("train", 8), ("test", 7)):
-        rows = [json.loads(line) for line in (tmp_path / "data" / split / "metadata.jsonl").read_text().splitlines()]
-        assert len(rows) == count
-        assert all((tmp_path / "data" / split / row["file_name"]).is_file() for row in rows)
-    grid = Image.open(tmp_path / "preview.png")
-    gif = Image.open(tmp_path / "preview.gif")
-    assert gif.n_frames == 8  # one GIF frame per clip frame (textshapes-64x8)
-    # 6 preview rows of 8 frames, each frame upscaled x2 (128 px) with 2 px gaps and a 14 px caption strip
-    assert grid.size == (8 * 130 + 2, 6 * (14 + 128 + 2) + 2)
-    assert "pixel_values_videos (6, 8, 3, 64, 64)" in capsys.readouterr().out
+@pytest.fixture(scope="module")
+def tiny_checkpoints(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("checkpoints")
+    torch.manual_seed(0)
+    tvq = TVQModel(TVQConfig(image_size=64, hidden_channels=8, channel_multipliers=[1, 2, 2, 2, 2],
+                             latent_channels=16, num_groups=4, codebook_size=32, codebook_dim=4,
+                             use_temporal_loss=False))
+    tvq.save_pretrained(folder / "tvq")
+    mmvg = MMVGForVideoCompletion.from_tvq(tvq, hidden_size=32, num_attention_heads=2, intermediate_size=64,
+                                           num_encoder_layers=1, num_decoder_layers=2, text_embedding_size=8)
+    mmvg.save_pretrained(folder / "mmvg")
+    MMVGProcessor().save_pretrained(folder / "mmvg")
+    return folder
+
+
+def test_demo_completes_held_out_clips_and_writes_every_artifact(tmp_path, tiny_checkpoints, capsys):
+    code = demo.main(["--out", str(tmp_path), "--num-test", "6", "--tvq", str(tiny_checkpoints / "tvq"),
+                      "--mmvg", str(tiny_checkpoints / "mmvg"), "--num-inference-steps", "2"])
+    assert code == 0
+    rows = (tmp_path / "data" / "test" / "metadata.jsonl").read_text().splitlines()
+    assert len(rows) == 6
+    assert isinstance(AutoModel.from_pretrained(tmp_path / "tvq"), TVQModel)
+    assert isinstance(AutoModel.from_pretrained(tmp_path / "mmvg"), MMVGForVideoCompletion)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics["results"]) == set(TASKS)
+    assert set(metrics["results"]["infilling"]) == set(METHODS)
+    assert metrics["results"]["prediction"]["copy_frame"]["caption_following"] == 0.0
+    printed = capsys.readouterr().out
+    assert "| prediction | mmvg | 6 |" in printed and "| infilling | linear_blend |" in printed
+    for task in TASKS:
+        assert Image.open(tmp_path / f"{task}.gif").n_frames == 8
+    assert (tmp_path / "grid.png").is_file() and (tmp_path / "results.md").is_file()
+
+
+def test_demo_names_a_missing_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match="--from-scratch"):
+        demo.main(["--out", str(tmp_path), "--num-test", "2", "--mmvg", str(tmp_path / "nowhere")])

@@ -11,38 +11,7 @@ from transformers_mmvg.data.textshapes import TextShapesPreset, render_clip, sam
 from transformers_mmvg.masking import given_mask_from_indices, task_given_indices
 from transformers_mmvg.modeling_mmvg import MMVGDecoderCache
 
-# 16x16 frames -> 4x4 tokens of a 32-code T-VQ; 6 frames; decoder windows of 3 frames x 2 x 2 tokens (so both the
-# temporal and the spatial shift are exercised)
-TINY_TVQ = dict(
-    image_size=16,
-    hidden_channels=8,
-    channel_multipliers=[1, 2, 2],
-    latent_channels=16,
-    num_groups=4,
-    codebook_size=32,
-    codebook_dim=4,
-    use_temporal_loss=False,
-)
-TINY = dict(
-    num_frames=6,
-    hidden_size=32,
-    num_attention_heads=2,
-    intermediate_size=64,
-    num_encoder_layers=1,
-    num_decoder_layers=2,
-    text_embedding_size=8,
-    window_size=[3, 2, 2],
-)
-
-
-def tiny_model(seed: int = 0, **overrides) -> MMVGForVideoCompletion:
-    torch.manual_seed(seed)
-    config = MMVGConfig(tvq_config=TVQConfig(**TINY_TVQ).to_dict(), **{**TINY, **overrides})
-    model = MMVGForVideoCompletion(config).eval()
-    # distinct codes so that every patch gets a definite token
-    with torch.no_grad():
-        model.tvq.quantizer.codebook.weight.normal_()
-    return model
+from tiny_models import TINY, TINY_TVQ, tiny_config, tiny_model
 
 
 def batch(model, batch_size=3, seed=0):
@@ -59,7 +28,7 @@ def batch(model, batch_size=3, seed=0):
 
 
 def test_config_is_composite_and_round_trips(tmp_path):
-    config = MMVGConfig(tvq_config=TVQConfig(**TINY_TVQ).to_dict(), **TINY)
+    config = tiny_config()
     assert isinstance(config.tvq_config, TVQConfig)
     assert (config.image_size, config.latent_size, config.tokens_per_frame, config.codebook_size) == (16, 4, 16, 32)
     config.save_pretrained(tmp_path)
@@ -82,7 +51,7 @@ def test_config_is_composite_and_round_trips(tmp_path):
 )
 def test_config_rejects_values_naming_the_field(overrides, message):
     with pytest.raises(ValueError, match=message):
-        MMVGConfig(tvq_config=TVQConfig(**TINY_TVQ).to_dict(), **{**TINY, **overrides})
+        tiny_config(**overrides)
 
 
 # -- decoder -------------------------------------------------------------------------------------------------------

@@ -30,3 +30,20 @@ from .modeling_mmvg import MMVGCompletionOutput, MMVGForVideoCompletion, MMVGOut
 
 AutoModel.register(MMVGConfig, MMVGForVideoCompletion)
 # --- end MMVG ---
+
+# --- text-guided-video-completion pipeline ---
+from .pipeline_video_completion import VideoCompletionPipeline  # noqa: E402
+# --- end pipeline ---
+
+__all__ = [
+    "MMVGCompletionOutput",
+    "MMVGConfig",
+    "MMVGForVideoCompletion",
+    "MMVGOutput",
+    "MMVGProcessor",
+    "MMVGVideoProcessor",
+    "TVQConfig",
+    "TVQModel",
+    "VideoCompletionPipeline",
+    "load_clip_tokenizer",
+]

@@ -1,75 +1,152 @@
 """The README's main command: `make demo` (= `python -m transformers_mmvg.demo --out outputs/demo`).
 
-Today it builds the data side end to end: TextShapes train and test splits as mp4 files with
-`metadata.jsonl`, read back through the captioned video-folder loader and `MMVGProcessor`, and
-a preview of a few test clips with their captions (a PNG grid and a GIF). Training T-VQ and
-MMVG and completing held-out clips join it as those stages land.
+1. TextShapes: held-out test clips as mp4 + `metadata.jsonl` (with `--from-scratch` the training commands also
+   write their own train and eval splits).
+2. T-VQ in `outputs/demo/tvq` (loadable with `AutoModel.from_pretrained`) and MMVG in `outputs/demo/mmvg`
+   (model + processor, loadable with `pipeline("text-guided-video-completion")`). By default both are the
+   checkpoints committed in `checkpoints/`, which were made by the project's own training commands (see
+   `checkpoints/README.md`): training them to the caption-following target takes longer on a 2-core CPU than a
+   person wants to wait. `--from-scratch` trains both here instead, with the same commands.
+3. Completes every held-out clip for prediction, rewind and infilling (two-segment clips) and prints a table: the
+   TextShapes caption-following accuracy, centroid error, PSNR and SSIM for MMVG, for the same model with an empty
+   prompt (the text-free control), and for the copy-the-given-frame and linear-blend baselines.
+4. Writes `results.md` and `metrics.json`, a GIF per task made through the pipeline, and `grid.png` (truth and
+   the three completions of a few clips).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .data.textshapes import DEFAULT_PRESET, PRESETS, follows_caption, get_preset, write_textshapes
+from .data.textshapes import DEFAULT_PRESET, PRESETS, get_preset, write_textshapes
 from .data.video_folder import load_video_folder
-from .visualization import save_gif, save_video_grid
+from .evaluation import METHODS, evaluate_completion, results_table, save_task_grid
+from .masking import TASKS
 
-PREVIEW_CLIPS = 6
+REPOSITORY = Path(__file__).resolve().parents[2]
+CHECKPOINTS = REPOSITORY / "checkpoints"
+TVQ_CHECKPOINT = CHECKPOINTS / "tvq-textshapes-64x8"
+MMVG_CHECKPOINT = CHECKPOINTS / "mmvg-textshapes-64x8"
+EXAMPLE_CLIPS = 4
+
+# the commands that made the committed checkpoints (checkpoints/README.md), run here with --from-scratch
+TVQ_TRAINING_ARGS = ["--num_train_clips", "2000", "--num_eval_clips", "200"]
+MMVG_TRAINING_ARGS = [
+    "--num_train_clips", "10000", "--num_eval_clips", "200", "--max_steps", "5000", "--learning_rate", "5e-4",
+    "--eval_strategy", "steps", "--eval_steps", "500", "--save_steps", "500", "--logging_steps", "50",
+    "--num_completion_eval_clips", "48",
+    "--config_overrides",
+    '{"hidden_size": 192, "intermediate_size": 768, "num_attention_heads": 4, "text_embedding_size": 16}',
+]  # fmt: skip
 
 
-def generate_splits(out_dir: Path, preset: str, num_train: int, num_test: int, seed: int) -> dict[str, Path]:
-    """Write the train and test splits (different seeds, so no clip is shared by accident)."""
-    return {
-        "train": write_textshapes(out_dir / "train", preset=preset, num_clips=num_train, seed=seed),
-        "test": write_textshapes(out_dir / "test", preset=preset, num_clips=num_test, seed=seed + 1),
-    }
+def _examples_module(name: str):
+    sys.path.insert(0, str(REPOSITORY / "examples"))
+    return __import__(name)
 
 
-def write_preview(test_dir: Path, out_dir: Path, preset: str, processor) -> dict[str, Path]:
-    """Read test clips back through the loader and processor; write them as a PNG grid and a GIF."""
-    config = get_preset(preset)
-    dataset = load_video_folder(test_dir, num_frames=config.num_frames, resolution=config.resolution)
-    rows = dataset[:PREVIEW_CLIPS]
-    inputs = processor(text=rows["text"], videos=rows["frames"], return_tensors="pt")
-    print(
-        f"processor: input_ids {tuple(inputs['input_ids'].shape)}, "
-        f"pixel_values_videos {tuple(inputs['pixel_values_videos'].shape)} in "
-        f"[{inputs['pixel_values_videos'].min():.0f}, {inputs['pixel_values_videos'].max():.0f}]"
-    )
-    videos = processor.postprocess_video(inputs["pixel_values_videos"], output_type="np")
-    for video, text in zip(videos, rows["text"]):
-        if not follows_caption(video, text, config):
-            raise RuntimeError(f"a preview clip does not follow its own caption after loading: {text!r}")
-    grid = save_video_grid(list(videos), out_dir / "preview.png", labels=rows["text"], scale=2)
-    gap = np.full((config.num_frames, config.resolution, 2, 3), 40, np.uint8)
-    strip = np.concatenate([part for video in videos for part in (video, gap)][:-1], axis=2)
-    gif = save_gif(strip, out_dir / "preview.gif", fps=config.fps, scale=2)
-    return {"grid": grid, "gif": gif}
+def prepare_models(out_dir: Path, from_scratch: bool, tvq_source: Path, mmvg_source: Path) -> None:
+    """Fill `out_dir/tvq` and `out_dir/mmvg`: copies of the given checkpoints, or trained here."""
+    tvq_dir, mmvg_dir = out_dir / "tvq", out_dir / "mmvg"
+    for folder in (tvq_dir, mmvg_dir):
+        if folder.exists():
+            shutil.rmtree(folder)
+    if from_scratch:
+        print("training T-VQ (examples/run_tvq.py) ...", flush=True)
+        _examples_module("run_tvq").main(
+            ["--output_dir", str(tvq_dir), *TVQ_TRAINING_ARGS, "--save_strategy", "no"]
+        )
+        print("training MMVG (examples/run_mmvg.py) ...", flush=True)
+        _examples_module("run_mmvg").main(
+            ["--tvq_path", str(tvq_dir), "--output_dir", str(mmvg_dir), "--data_dir", str(out_dir / "data"),
+             *MMVG_TRAINING_ARGS, "--save_strategy", "no"]
+        )  # fmt: skip
+        return
+    for source, target in ((tvq_source, tvq_dir), (mmvg_source, mmvg_dir)):
+        if not (source / "config.json").is_file():
+            raise FileNotFoundError(
+                f"No checkpoint in {source}. Train one with `python -m transformers_mmvg.demo --from-scratch`."
+            )
+        shutil.copytree(source, target)
+    print(f"T-VQ: {tvq_dir} (copy of {tvq_source})\nMMVG: {mmvg_dir} (copy of {mmvg_source})", flush=True)
+
+
+def write_task_gifs(pipe, rows, out_dir: Path, fps: int, **call_kwargs) -> list[Path]:
+    """Through the pipeline: for each task, a few held-out clips completed and laid side by side in one GIF."""
+    from .pipeline_video_completion import save_completion_gif
+
+    paths = []
+    for task in TASKS:
+        selected = [row for row in rows if task != "infilling" or len(row["directions"]) == 2][:EXAMPLE_CLIPS]
+        strips = []
+        for row in selected:
+            video = np.asarray(row["frames"]).transpose(0, 2, 3, 1)
+            result = pipe(row["text"], video=list(video), task=task, output_type="np", progress=False, **call_kwargs)
+            strips.append(result["frames"])
+        gap = np.full((strips[0].shape[0], strips[0].shape[1], 2, 3), 40, np.uint8)
+        strip = np.concatenate([part for video in strips for part in (video, gap)][:-1], axis=2)
+        paths.append(save_completion_gif({"frames": strip}, out_dir / f"{task}.gif", fps=fps, scale=2))
+    return paths
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
     parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
-    parser.add_argument("--num-train", type=int, default=2000)
-    parser.add_argument("--num-test", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-test", type=int, default=200, help="held-out clips to complete")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the held-out clips (drawn with seed + 2)")
+    parser.add_argument("--from-scratch", action="store_true", help="train T-VQ and MMVG here (about an hour)")
+    parser.add_argument("--tvq", type=Path, default=TVQ_CHECKPOINT, help="T-VQ checkpoint to use")
+    parser.add_argument("--mmvg", type=Path, default=MMVG_CHECKPOINT, help="MMVG checkpoint to use")
+    parser.add_argument("--decoding", choices=("parallel", "autoregressive"), default="parallel")
+    parser.add_argument("--num-inference-steps", type=int, default=12)
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 is greedy")
+    parser.add_argument("--guidance-scale", type=float, default=1.0)
     args = parser.parse_args(argv)
 
-    from .processing_mmvg import MMVGProcessor
-    from .video_processing_mmvg import MMVGVideoProcessor
+    from transformers import pipeline
+
+    from .pipeline_video_completion import TASK_NAME
 
     start = time.perf_counter()
-    splits = generate_splits(args.out / "data", args.preset, args.num_train, args.num_test, args.seed)
-    print(f"TextShapes ({args.preset}): {args.num_train} train + {args.num_test} test clips in {args.out / 'data'}")
-    processor = MMVGProcessor(video_processor=MMVGVideoProcessor(num_frames=get_preset(args.preset).num_frames))
-    preview = write_preview(splits["test"], args.out, args.preset, processor)
-    print(f"preview: {preview['grid']} and {preview['gif']}")
+    preset = get_preset(args.preset)
+    # seed + 2: the training commands draw their train and eval splits with seeds + 0 and + 1
+    test_dir = args.out / "data" / "test"
+    if not (test_dir / "metadata.jsonl").is_file():
+        write_textshapes(test_dir, preset, num_clips=args.num_test, seed=args.seed + 2)
+    print(f"TextShapes ({preset.name}): {args.num_test} held-out clips in {test_dir}", flush=True)
+    prepare_models(args.out, args.from_scratch, args.tvq, args.mmvg)
+
+    pipe = pipeline(TASK_NAME, model=str(args.out / "mmvg"))
+    dataset = load_video_folder(test_dir, num_frames=preset.num_frames, resolution=preset.resolution)
+    rows = [dataset[index] for index in range(len(dataset))]
+    decoding = dict(decoding=args.decoding, num_inference_steps=args.num_inference_steps,
+                    temperature=args.temperature, guidance_scale=args.guidance_scale)
+    results = evaluate_completion(pipe.model, pipe.processor, rows, methods=METHODS, preset=preset.name,
+                                  progress=True, **decoding)
+    table = results_table(results)
+    settings = ", ".join(f"{key}={value}" for key, value in decoding.items())
+    report = (
+        f"# Demo results: held-out TextShapes ({preset.name})\n\n"
+        f"MMVG: {args.out / 'mmvg'} ({'trained here' if args.from_scratch else f'copy of {args.mmvg}'}); "
+        f"{settings}. Infilling is scored on the two-segment clips, where only the caption tells the path.\n\n"
+        f"{table}\n"
+    )
+    (args.out / "results.md").write_text(report)
+    (args.out / "metrics.json").write_text(json.dumps({"settings": decoding, "results": results}, indent=2) + "\n")
+    print(table, flush=True)
+
+    gifs = write_task_gifs(pipe, rows, args.out, preset.fps, **decoding)
+    grid = save_task_grid(pipe.model, pipe.processor, rows[:EXAMPLE_CLIPS], args.out / "grid.png", **decoding)
+    print(f"wrote {args.out / 'results.md'}, {', '.join(str(path) for path in gifs)} and {grid}")
     print(f"done in {time.perf_counter() - start:.1f} s")
     return 0
 

@@ -18,8 +18,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .data.textshapes import caption_check, centroid_error
-from .masking import given_mask_from_indices, task_given_indices
+from .masking import TASKS, given_mask_from_indices, task_given_indices
 from .metrics import psnr, ssim
+from .visualization import save_video_grid
 
 METHODS = ("mmvg", "mmvg_empty_text", "copy_frame", "linear_blend")
 
@@ -156,6 +157,27 @@ def evaluate_completion(
     return results
 
 
+def save_task_grid(model, processor, rows: Sequence[dict], path, scale: int = 2, **complete_kwargs):
+    """A PNG grid: for each clip in `rows`, the truth and its completions for prediction, rewind and infilling
+    (given frames outlined). `complete_kwargs` go to `model.complete`."""
+    rows = list(rows)
+    num_frames = np.asarray(rows[0]["frames"]).shape[0]
+    completions = {
+        task: complete_rows(model, processor, rows, task_given_indices(task, num_frames), **complete_kwargs)
+        for task in TASKS
+    }
+    videos, labels, highlights = [], [], []
+    for index, row in enumerate(rows):
+        videos.append(np.asarray(row["frames"]).transpose(0, 2, 3, 1))
+        labels.append(f"truth: {row['text']}")
+        highlights.append([])
+        for task, generated in completions.items():
+            videos.append(generated[index])
+            labels.append(task)
+            highlights.append(task_given_indices(task, num_frames))
+    return save_video_grid(videos, path, labels=labels, scale=scale, highlight=highlights)
+
+
 def results_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
     """A markdown table of `evaluate_completion` results."""
     lines = [
@@ -178,6 +200,7 @@ __all__ = [
     "evaluate_completion",
     "linear_blend_baseline",
     "results_table",
+    "save_task_grid",
     "score_clips",
     "task_rows",
 ]

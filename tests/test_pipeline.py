@@ -1,0 +1,164 @@
+"""`pipeline("text-guided-video-completion")` on a tiny saved model: every input form, output types, batching,
+errors that name the problem, the save helpers and the command line."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import pipeline
+
+from transformers_mmvg import MMVGForVideoCompletion, MMVGProcessor
+from transformers_mmvg.cli import main as cli_main
+from transformers_mmvg.data.video_io import VideoReadError, count_frames, read_video, write_video
+from transformers_mmvg.pipeline_video_completion import (
+    VideoCompletionPipeline,
+    save_completion_gif,
+    save_completion_grid,
+    save_completion_video,
+)
+from tiny_models import tiny_model, tiny_processor
+
+TASK = "text-guided-video-completion"
+SIZE, FRAMES = 16, 6
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-mmvg")
+    tiny_model().save_pretrained(folder)
+    tiny_processor().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def pipe(model_dir):
+    return pipeline(TASK, model=str(model_dir))
+
+
+def frame(seed, size=SIZE):
+    return (np.random.default_rng(seed).random((size, size, 3)) * 255).astype(np.uint8)
+
+
+def clip(seed, size=SIZE, num_frames=FRAMES):
+    return np.stack([frame(seed + index, size) for index in range(num_frames)])
+
+
+def test_the_task_loads_the_pipeline_model_and_processor(pipe):
+    assert isinstance(pipe, VideoCompletionPipeline)
+    assert isinstance(pipe.model, MMVGForVideoCompletion)
+    assert isinstance(pipe.processor, MMVGProcessor)
+
+
+@pytest.mark.parametrize(
+    "task, num_images, expected", [("prediction", 1, [0]), ("rewind", 1, [5]), ("infilling", 2, [0, 5]),
+                                   ("prediction", 2, [0, 1])]
+)
+def test_images_for_each_task_are_kept_exactly(pipe, task, num_images, expected):
+    images = [frame(index) for index in range(num_images)]
+    out = pipe("the red circle moves left", images=images, task=task, output_type="np", seed=0, progress=False)
+    assert out["frames"].shape == (FRAMES, SIZE, SIZE, 3) and out["frames"].dtype == np.uint8
+    assert out["given_frame_indices"] == expected
+    for image, index in zip(images, expected):
+        assert np.array_equal(out["frames"][index], image)
+
+
+def test_guide_frames_at_any_positions_and_pil_or_tensor_frames(pipe):
+    guide = {1: Image.fromarray(frame(1)), 3: torch.from_numpy(frame(3)).permute(2, 0, 1), 4: frame(4)}
+    out = pipe("", guide_frames=guide, seed=0, progress=False)
+    assert len(out["frames"]) == FRAMES and all(isinstance(image, Image.Image) for image in out["frames"])
+    assert out["given_frame_indices"] == [1, 3, 4]
+    assert np.array_equal(np.asarray(out["frames"][3]), frame(3))
+
+
+def test_video_file_and_video_frames(pipe, tmp_path):
+    path = write_video(tmp_path / "clip.mp4", clip(0, num_frames=12))
+    out = pipe("a", video=str(path), task="rewind", num_guide_frames=2, output_type="pt", seed=0, progress=False)
+    assert out["frames"].shape == (FRAMES, 3, SIZE, SIZE) and out["frames"].dtype == torch.uint8
+    assert out["given_frame_indices"] == [4, 5]
+    truth = out["ground_truth"]
+    assert truth.shape == (FRAMES, 3, SIZE, SIZE)
+    assert torch.equal(out["frames"][4:], truth[4:])
+    expected = torch.from_numpy(read_video(path, num_frames=FRAMES)).permute(0, 3, 1, 2)
+    assert torch.equal(truth, expected)
+    from_frames = pipe("a", video=list(clip(0)), task="prediction", output_type="np", seed=0, progress=False)
+    assert np.array_equal(from_frames["ground_truth"], clip(0))
+
+
+def test_frames_of_another_size_are_resized(pipe):
+    out = pipe("a", images=[frame(0, size=40)], output_type="np", seed=0, progress=False)
+    assert out["frames"].shape == (FRAMES, SIZE, SIZE, 3)
+
+
+def test_batched_prompts_match_single_calls_under_greedy_decoding(pipe):
+    images = [[frame(0)], [frame(1)], [frame(2)]]
+    batch = pipe(["a", "b", ""], images=images, task="prediction", output_type="np", temperature=0, progress=False,
+                 batch_size=2)
+    assert len(batch) == 3
+    for prompt, image, result in zip(["a", "b", ""], images, batch):
+        single = pipe(prompt, images=image, output_type="np", temperature=0, progress=False)
+        assert np.array_equal(single["frames"], result["frames"])
+
+
+@pytest.mark.parametrize("decoding", ["parallel", "autoregressive"])
+def test_seed_and_generator_make_sampling_reproducible(pipe, decoding):
+    kwargs = dict(images=[frame(0)], output_type="np", decoding=decoding, num_inference_steps=3, progress=False,
+                  top_k=5, top_p=0.9, guidance_scale=2.0)
+    first = pipe("a", seed=3, **kwargs)["frames"]
+    second = pipe("a", generator=torch.Generator().manual_seed(3), **kwargs)["frames"]
+    assert np.array_equal(first, second)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(images=[frame(0)], task="infilling"), ValueError, "1 image\\(s\\) for task 'infilling'"),
+        (dict(images=[frame(0)] * 6, task="prediction"), ValueError, "between 1 and 5"),
+        (dict(guide_frames={6: frame(0)}), ValueError, "out of range"),
+        (dict(images=[frame(0)], task="sideways"), ValueError, "Unknown task 'sideways'"),
+        (dict(images=[frame(0)], guide_frames={0: frame(0)}), ValueError, "exactly one of"),
+        (dict(video=list(clip(0))), ValueError, "pass `task`"),
+        (dict(images=[frame(0).astype(np.float32)]), ValueError, "uint8"),
+        (dict(images=[frame(0)], seed=1, generator=torch.Generator()), ValueError, "not both"),
+        (dict(images=[frame(0)], output_type="gif"), ValueError, "output_type"),
+        (dict(images=[frame(0)], beam_width=3), TypeError, "beam_width"),
+    ],
+)
+def test_bad_inputs_name_the_problem(pipe, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        pipe("a", progress=False, **kwargs)
+
+
+def test_an_unreadable_video_file_is_named(pipe, tmp_path):
+    broken = tmp_path / "broken_clip.mp4"
+    broken.write_bytes(b"not a video at all")
+    with pytest.raises(VideoReadError, match="broken_clip.mp4"):
+        pipe("a", video=str(broken), task="prediction", progress=False)
+    with pytest.raises(FileNotFoundError, match="missing_frame.png"):
+        pipe("a", images=[str(tmp_path / "missing_frame.png")], progress=False)
+
+
+def test_save_helpers(pipe, tmp_path):
+    out = pipe("a", video=list(clip(0)), task="infilling", seed=0, progress=False)
+    gif = save_completion_gif(out, tmp_path / "out.gif")
+    assert Image.open(gif).n_frames == FRAMES
+    mp4 = save_completion_video(out, tmp_path / "out.mp4")
+    assert count_frames(mp4) == FRAMES
+    grid = Image.open(save_completion_grid(out, tmp_path / "grid.png"))
+    assert grid.width >= FRAMES * SIZE * 2 and grid.height >= 3 * SIZE * 2  # given, completion, ground truth rows
+
+
+def test_command_line(model_dir, tmp_path, capsys):
+    Image.fromarray(frame(0)).save(tmp_path / "first.png")
+    code = cli_main(["complete", "--model", str(model_dir), "--image", str(tmp_path / "first.png"), "--prompt",
+                     "the red circle moves left", "--task", "prediction", "--out", str(tmp_path / "out.gif"),
+                     "--grid", str(tmp_path / "grid.png"), "--steps", "2"])
+    assert code == 0 and "wrote" in capsys.readouterr().out
+    assert Image.open(tmp_path / "out.gif").n_frames == FRAMES
+    assert (tmp_path / "grid.png").is_file()
+    write_video(tmp_path / "clip.mp4", clip(1))
+    cli_main(["complete", "--model", str(model_dir), "--video", str(tmp_path / "clip.mp4"), "--prompt", "",
+              "--task", "rewind", "--out", str(tmp_path / "out.mp4"), "--steps", "2"])
+    assert count_frames(tmp_path / "out.mp4") == FRAMES
+    with pytest.raises(SystemExit, match="--out"):
+        cli_main(["complete", "--model", str(model_dir), "--image", str(tmp_path / "first.png"), "--prompt", "a",
+                  "--out", str(tmp_path / "out.avi")])
