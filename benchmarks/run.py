@@ -7,6 +7,7 @@
     python benchmarks/run.py --only tvq-codebook           # codebook usage with / without remedies
     python benchmarks/run.py --only mmvg-decoding          # parallel vs autoregressive completion time
     python benchmarks/run.py --only mmvg-scaling           # decoder time against the number of frames
+    python benchmarks/run.py --only mmvg-quality           # trained MMVG on held-out TextShapes (~10 min)
     python benchmarks/run.py --suite full                  # all of them
 
 Each table in RESULTS.md is replaced between its `<!-- name -->` markers and states the command
@@ -38,7 +39,8 @@ sys.path.insert(0, str(ROOT / "examples"))
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], str]] = {}
 SUITES = {
     "quick": ["tvq-speed", "mmvg-decoding", "mmvg-scaling"],
-    "full": ["tvq-speed", "tvq-textshapes", "tvq-codebook", "tvq-real", "mmvg-decoding", "mmvg-scaling"],
+    "full": ["tvq-speed", "tvq-textshapes", "tvq-codebook", "tvq-real", "mmvg-decoding", "mmvg-scaling",
+             "mmvg-quality"],
 }
 
 
@@ -353,10 +355,95 @@ def mmvg_scaling(args: argparse.Namespace) -> str:
     return body + header("mmvg-scaling", "python benchmarks/run.py --only mmvg-scaling") + "\n" + "\n".join(rows) + "\n"
 
 
+def _held_out_rows(num_clips: int = 200, seed: int = 2) -> list[dict]:
+    """The demo's held-out TextShapes clips (seed 2; the training commands used seeds 42 and 43)."""
+    from transformers_mmvg.data.textshapes import write_textshapes
+    from transformers_mmvg.data.video_folder import load_video_folder
+
+    folder = WORK_DIR / f"textshapes-test-{num_clips}-seed{seed}"
+    if not (folder / "metadata.jsonl").is_file():
+        write_textshapes(folder, num_clips=num_clips, seed=seed)
+    dataset = load_video_folder(folder, num_frames=8, resolution=64)
+    return [dataset[index] for index in range(len(dataset))]
+
+
+def _trained_mmvg(args: argparse.Namespace):
+    from transformers import pipeline
+
+    from transformers_mmvg.pipeline_video_completion import TASK_NAME
+
+    pipe = pipeline(TASK_NAME, model=str(args.mmvg))
+    return pipe.model.eval(), pipe.processor
+
+
+@benchmark("mmvg-quality")
+def mmvg_quality(args: argparse.Namespace) -> str:
+    """Completion quality of the trained MMVG on 200 held-out TextShapes clips: the three tasks with both decoding
+    modes, the text-free control and the baselines; K = 1..4 given frames; and the counterfactual caption check."""
+    from transformers_mmvg.evaluation import (
+        METHODS,
+        complete_rows,
+        counterfactual_rows,
+        evaluate_completion,
+        results_table,
+        score_clips,
+    )
+    from transformers_mmvg.masking import task_given_indices
+
+    model, processor = _trained_mmvg(args)
+    rows = _held_out_rows()
+    greedy = dict(num_inference_steps=12, temperature=0.0)
+    parallel = evaluate_completion(model, processor, rows, methods=METHODS, decoding="parallel", progress=True,
+                                   **greedy)
+    autoregressive = evaluate_completion(model, processor, rows, decoding="autoregressive", temperature=0.0,
+                                         progress=True)
+    for task, methods in autoregressive.items():
+        parallel[task]["mmvg_autoregressive"] = methods["mmvg"]
+    tasks_table = results_table(parallel).replace("| mmvg |", "| mmvg (parallel, 12 steps) |").replace(
+        "| mmvg_autoregressive |", "| mmvg (autoregressive) |"
+    )
+
+    k_lines = ["| given frames K (prediction) | clips | caption following | centroid error (px) | PSNR (dB) |",
+               "|---|---|---|---|---|"]
+    for num_given in (1, 2, 3, 4):
+        generated = complete_rows(model, processor, rows, task_given_indices("prediction", 8, num_given),
+                                  decoding="parallel", **greedy)
+        scores = score_clips(generated, rows, "textshapes-64x8")
+        k_lines.append(f"| {num_given} | {scores['num_clips']} | {100 * scores['caption_following']:.1f}% | "
+                       f"{scores['centroid_error']:.2f} | {scores['psnr']:.2f} |")
+
+    cf_lines = ["| task | clips | follows the new caption | follows the true caption |", "|---|---|---|---|"]
+    for task in ("prediction", "rewind", "infilling"):
+        changed = counterfactual_rows(rows, task, "textshapes-64x8")
+        generated = complete_rows(model, processor, changed, task_given_indices(task, 8), decoding="parallel",
+                                  **greedy)
+        originals = {row["file_name"]: row for row in rows}
+        new = score_clips(generated, changed, "textshapes-64x8")["caption_following"]
+        old = score_clips(generated, [originals[row["file_name"]] for row in changed],
+                          "textshapes-64x8")["caption_following"]
+        cf_lines.append(f"| {task} | {len(changed)} | {100 * new:.1f}% | {100 * old:.1f}% |")
+
+    body = (
+        "## MMVG completion quality on held-out TextShapes (200 clips, textshapes-64x8)\n\n"
+        f"Model: `{args.mmvg}`. Greedy decoding (temperature 0), guidance scale 1. Infilling is scored on the "
+        "two-segment clips. `mmvg_empty_text` is the same model and frames with an empty prompt (the text-free "
+        "control); `copy_frame` repeats the nearest given frame; `linear_blend` cross-fades the two given frames. "
+        "The caption check is TEXTSHAPES.md's.\n\n"
+    )
+    body += header("mmvg-quality", "python benchmarks/run.py --only mmvg-quality") + "\n" + tasks_table + "\n\n"
+    body += "K given frames (the first K, parallel decoding):\n\n" + "\n".join(k_lines) + "\n\n"
+    body += ("Counterfactual: the same given frames with another caption (directions reversed for prediction and "
+             "rewind, the two legs swapped for infilling; clips whose new path would leave the frame are left out). "
+             "The completion should follow the new caption, not the true one:\n\n" + "\n".join(cf_lines) + "\n")
+    return body
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", choices=sorted(SUITES), default=None)
     parser.add_argument("--only", default=None, help=f"comma-separated: {', '.join(BENCHMARKS)}")
+    parser.add_argument("--mmvg", type=Path, default=ROOT / "checkpoints" / "mmvg-textshapes-64x8",
+                        help="trained MMVG for the quality benchmarks")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("extra", nargs="*", help="after --: extra arguments for the training script")
     args = parser.parse_args()

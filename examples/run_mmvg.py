@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import HfArgumentParser, TrainingArguments, set_seed
+from transformers import HfArgumentParser, TrainerCallback, TrainingArguments, set_seed
 
 from transformers_mmvg import MMVGForVideoCompletion, MMVGProcessor, MMVGVideoProcessor
 from transformers_mmvg.data.textshapes import DEFAULT_PRESET, PRESETS, ensure_textshapes_splits, get_preset
@@ -99,7 +99,9 @@ def build_model(model_args: ModelArguments, num_frames: int, resolution: int) ->
     return model
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
+def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None = None) -> dict[str, float]:
+    """Train, save and evaluate; returns the final metrics. `argv` defaults to the command line; `callbacks`
+    are handed to the Trainer (e.g. to inspect the model when training ends)."""
     parser = HfArgumentParser((DataArguments, ModelArguments, TrainingArguments))
     defaults = [
         "--per_device_train_batch_size", "32",
@@ -129,7 +131,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     set_seed(training_args.seed)
     output_dir = Path(training_args.output_dir)
 
-    train_dir, eval_dir, num_frames, resolution = prepare_data(data_args, output_dir, training_args.seed)
+    with training_args.main_process_first(desc="TextShapes data"):  # one process writes it, the others read
+        train_dir, eval_dir, num_frames, resolution = prepare_data(data_args, output_dir, training_args.seed)
     load = dict(num_frames=num_frames, resolution=resolution, stride=data_args.frame_stride)
     train_dataset = load_video_folder(train_dir, **load)
     eval_dataset = load_video_folder(eval_dir, **load)
@@ -158,6 +161,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     trainer = MMVGTrainer(
         model=model,
         args=training_args,
+        callbacks=callbacks,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         data_collator=MMVGDataCollator(processor),
@@ -169,7 +173,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     train_seconds = time.perf_counter() - start
     trainer.save_model(str(output_dir))
-    processor.save_pretrained(str(output_dir))
+    if trainer.args.should_save:  # one process writes (save_model does the same)
+        processor.save_pretrained(str(output_dir))
 
     metrics = trainer.evaluate()
     metrics["train_seconds"] = train_seconds

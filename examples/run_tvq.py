@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import HfArgumentParser, TrainingArguments, set_seed
+from transformers import HfArgumentParser, TrainerCallback, TrainingArguments, set_seed
 
 from transformers_mmvg import MMVGVideoProcessor, TVQConfig, TVQModel
 from transformers_mmvg.data.textshapes import DEFAULT_PRESET, PRESETS, ensure_textshapes_splits, get_preset
@@ -98,7 +98,9 @@ def write_reconstructions(model: TVQModel, dataset, video_processor, path: Path,
     save_video_grid(videos, path, labels=labels, scale=2)
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
+def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None = None) -> dict[str, float]:
+    """Train, save and evaluate; returns the final metrics. `argv` defaults to the command line; `callbacks`
+    are handed to the Trainer (e.g. to inspect the model when training ends)."""
     parser = HfArgumentParser((DataArguments, ModelArguments, TrainingArguments))
     defaults = [
         "--per_device_train_batch_size", "16",
@@ -124,7 +126,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     set_seed(training_args.seed)
     output_dir = Path(training_args.output_dir)
 
-    train_dir, eval_dir, num_frames, resolution = prepare_data(data_args, output_dir, training_args.seed)
+    with training_args.main_process_first(desc="TextShapes data"):  # one process writes it, the others read
+        train_dir, eval_dir, num_frames, resolution = prepare_data(data_args, output_dir, training_args.seed)
     load = dict(num_frames=num_frames, resolution=resolution, stride=data_args.frame_stride)
     train_dataset = load_video_folder(train_dir, clips_per_video=data_args.clips_per_video, **load)
     eval_dataset = load_video_folder(eval_dir, clips_per_video=data_args.clips_per_video, **load)
@@ -135,16 +138,19 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     trainer = TVQTrainer(
         model=model,
         args=training_args,
+        callbacks=callbacks,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
-        data_collator=TVQDataCollator(video_processor, frames_per_clip=data_args.train_frames_per_clip),
+        data_collator=TVQDataCollator(video_processor),
         discriminator_learning_rate=model_args.discriminator_learning_rate,
+        train_frames_per_clip=data_args.train_frames_per_clip,
     )
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     train_seconds = time.perf_counter() - start
     trainer.save_model(str(output_dir))
-    video_processor.save_pretrained(str(output_dir))
+    if trainer.args.should_save:  # one process writes (save_model does the same)
+        video_processor.save_pretrained(str(output_dir))
 
     metrics = trainer.evaluate()
     metrics["train_seconds"] = train_seconds

@@ -142,6 +142,12 @@ def test_token_mask_never_masks_given_frames_and_always_masks_something():
     assert mask.flatten(1).any(dim=1).all()
 
 
+def test_a_clip_with_every_frame_given_masks_nothing():
+    given = torch.ones(3, 4, dtype=torch.bool)
+    for sequential_probability in (0.0, 1.0):
+        assert not sample_token_mask(given, 2, sequential_probability).any()
+
+
 def test_sequential_token_mask_is_one_step_of_frame_by_frame_decoding():
     generator = torch.Generator().manual_seed(1)
     given = given_mask_from_indices([0], 6)[None].expand(200, -1)

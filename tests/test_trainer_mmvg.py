@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoProcessor
 
-from transformers_mmvg import MMVGForVideoCompletion, MMVGProcessor, TVQConfig, TVQModel
+from transformers_mmvg import MMVGForVideoCompletion, MMVGProcessor
 from transformers_mmvg.data.textshapes import write_textshapes
 from transformers_mmvg.data.video_folder import load_video_folder
 from transformers_mmvg.evaluation import (
@@ -23,16 +23,6 @@ from transformers_mmvg.evaluation import (
 from transformers_mmvg.masking import given_mask_from_indices
 from transformers_mmvg.trainer_mmvg import MMVGDataCollator, cache_video_tokens
 
-TINY_TVQ = dict(
-    image_size=64,
-    hidden_channels=8,
-    channel_multipliers=[1, 2, 2, 2, 2],
-    latent_channels=16,
-    num_groups=4,
-    codebook_size=32,
-    codebook_dim=4,
-    use_temporal_loss=False,
-)
 TINY_MMVG = dict(
     hidden_size=32, num_attention_heads=2, intermediate_size=64, num_encoder_layers=1, num_decoder_layers=2,
     text_embedding_size=8,
@@ -45,13 +35,6 @@ def textshapes(tmp_path_factory):
     write_textshapes(folder, num_clips=8, seed=3, num_workers=1)
     return load_video_folder(folder, num_frames=8, resolution=64)
 
-
-@pytest.fixture(scope="module")
-def tvq_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tvq")
-    torch.manual_seed(0)
-    TVQModel(TVQConfig(**TINY_TVQ)).save_pretrained(folder)
-    return folder
 
 
 def test_cached_tokens_match_the_models_own_tokenization(textshapes, tvq_dir):

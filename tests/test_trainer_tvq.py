@@ -10,7 +10,14 @@ from transformers import AutoModel, TrainerCallback, TrainingArguments
 from transformers_mmvg import MMVGVideoProcessor, TVQConfig, TVQModel
 from transformers_mmvg.data.textshapes import write_textshapes
 from transformers_mmvg.data.video_folder import load_video_folder
-from transformers_mmvg.trainer_tvq import DISCRIMINATOR_FILE, TVQDataCollator, TVQTrainer, evaluate_tvq, temporal_order_accuracy
+from transformers_mmvg.trainer_tvq import (
+    DISCRIMINATOR_FILE,
+    TVQDataCollator,
+    TVQTrainer,
+    evaluate_tvq,
+    random_frame_subsets,
+    temporal_order_accuracy,
+)
 
 TINY = dict(
     image_size=64,
@@ -142,3 +149,17 @@ def test_run_tvq_script_end_to_end(tmp_path):
         assert (tmp_path / name).is_file(), name
     assert json.loads((tmp_path / "eval_results.json").read_text())["eval_codebook_usage"] > 0
     assert isinstance(AutoModel.from_pretrained(tmp_path), TVQModel)
+
+
+def test_random_frame_subsets_keep_each_clips_frames_in_order():
+    # frame t of clip b holds the value 10 * b + t
+    clips = (10 * torch.arange(3.0)[:, None] + torch.arange(8.0)).view(3, 8, 1, 1, 1).expand(3, 8, 3, 2, 2)
+    torch.manual_seed(0)
+    subsets = random_frame_subsets(clips, 2)
+    assert subsets.shape == (3, 2, 3, 2, 2)
+    values = subsets[:, :, 0, 0, 0]
+    assert (values[:, 0] < values[:, 1]).all()  # two distinct frames, in their order
+    assert torch.equal(values // 10, torch.arange(3.0)[:, None].expand(3, 2))  # each from its own clip
+    torch.manual_seed(0)
+    assert torch.equal(random_frame_subsets(clips, 2), subsets)  # drawn from the global RNG
+    assert random_frame_subsets(clips, 8) is clips

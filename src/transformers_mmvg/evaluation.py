@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data.textshapes import caption_check, centroid_error
+from .data.textshapes import caption_check, centroid_error, format_caption, get_preset, trajectory
 from .masking import TASKS, given_mask_from_indices, task_given_indices
 from .metrics import psnr, ssim
 from .visualization import save_video_grid
@@ -49,6 +49,37 @@ def linear_blend_baseline(frames: torch.Tensor, given_mask: torch.Tensor) -> tor
                 weight = (frame - left) / (right - left)
                 output[row, frame] = (1 - weight) * frames[row, left].float() + weight * frames[row, right].float()
     return output.round().to(frames.dtype) if not frames.dtype.is_floating_point else output
+
+
+OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
+
+
+def counterfactual_rows(rows: Sequence[dict], task: str, preset: str) -> list[dict]:
+    """The same clips with another caption, for the counterfactual check: the given frames stay, the caption says
+    something else, and the completion must follow the new caption.
+
+    - prediction / rewind: every direction reversed (`moves left` -> `moves right`); the new path starts at the
+      true first frame (prediction) or ends at the true last frame (rewind);
+    - infilling (two-segment clips): the two legs swapped (`right then down` -> `down then right`), which has the
+      same end frames.
+
+    Clips whose new path would leave the frame are left out. Each row gets the new `text`, `directions` and
+    `positions`, so `score_clips` scores against the new caption."""
+    preset_spec = get_preset(preset)
+    limit = preset_spec.resolution - preset_spec.object_size
+    changed = []
+    for row in task_rows(rows, task):
+        directions = list(row["directions"])
+        new = directions[::-1] if task == "infilling" else [OPPOSITE[direction] for direction in directions]
+        offsets = trajectory(new, preset_spec)
+        positions = np.asarray(row["positions"])
+        anchor = positions[-1] - offsets[-1] if task == "rewind" else positions[0]
+        new_positions = anchor + offsets
+        if new_positions.min() < 0 or new_positions.max() > limit:
+            continue
+        text = format_caption(row["color"], row["shape"], new)
+        changed.append({**row, "text": text, "directions": new, "positions": new_positions.tolist()})
+    return changed
 
 
 def _metadata(row: dict) -> dict:
@@ -197,6 +228,7 @@ __all__ = [
     "METHODS",
     "complete_rows",
     "copy_frame_baseline",
+    "counterfactual_rows",
     "evaluate_completion",
     "linear_blend_baseline",
     "results_table",

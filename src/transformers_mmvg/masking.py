@@ -207,13 +207,15 @@ def sample_token_mask(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Training draw of the decoder's masked tokens: (B, N, tokens_per_frame) bool, True = the token is replaced by
-    [MASK] in the decoder input and predicted. Given frames are never masked; every clip masks at least one token.
+    [MASK] in the decoder input and predicted. Given frames are never masked; every clip with a hidden frame masks
+    at least one token.
 
     Two kinds of clip, so that one checkpoint learns both decoding modes (see `decoding.py`):
     - parallel (probability `1 - sequential_probability`): one ratio r from the cosine schedule for the clip; that
       share of all tokens of the hidden frames is masked (a step of parallel decoding);
     - sequential: a random hidden frame t*; hidden frames before t* are fully known, t* is masked at ratio r, later
       hidden frames are fully masked (a step of autoregressive decoding at frame t*).
+    A clip with every frame given masks nothing.
     """
     device = given_mask.device
     batch_size, num_frames = given_mask.shape
@@ -233,9 +235,10 @@ def sample_token_mask(
     frame = torch.arange(num_frames, device=device)[None, :]
     later = hidden & (frame > current[:, None])
     current_counts = torch.ceil(ratio * tokens_per_frame).long().clamp(min=1)
-    current_tokens = _mask_lowest(scores[torch.arange(batch_size, device=device), current], current_counts)
+    rows = torch.arange(batch_size, device=device)
+    current_tokens = _mask_lowest(scores[rows, current], current_counts) & hidden[rows, current][:, None]
     sequential = later[:, :, None].expand(-1, -1, tokens_per_frame).clone()
-    sequential[torch.arange(batch_size, device=device), current] = current_tokens
+    sequential[rows, current] = current_tokens
 
     use_sequential = torch.rand(batch_size, generator=generator, device=device) < sequential_probability
     return torch.where(use_sequential[:, None, None], sequential, parallel)

@@ -30,6 +30,7 @@ from transformers.utils import ModelOutput
 from .configuration_mmvg import MMVGConfig
 from .decoding import guided_logits, parallel_decode, sample_tokens
 from .masking import encoder_visual_layout, sample_given_frames, sample_token_mask, update_mask_probabilities
+from .memory import check_memory
 from .modeling_tvq import TVQModel
 
 
@@ -408,6 +409,7 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
         self.class_logits.zero_init = True
 
         self.register_buffer("mask_probabilities", torch.full((config.num_frames,), config.mask_probability))
+        self._memory_checked_batch_size = None
         self.post_init()
 
     # -- construction ------------------------------------------------------------------------------------------
@@ -606,6 +608,10 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
         In training mode, captions are replaced by the empty prompt with probability `text_drop_probability`, and
         p_t is updated from this batch's L_t when the given frames were drawn here.
         """
+        if self.training and self._memory_checked_batch_size != input_ids.shape[0]:
+            # once per batch size: a CPU allocator keeps freed memory, so later steps would read as not fitting
+            check_memory(self.config, input_ids.shape[0], self.device, training=True)
+            self._memory_checked_batch_size = input_ids.shape[0]
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         config = self.config
         token_ids = self._visual_token_ids(pixel_values_videos, video_token_ids)
@@ -717,6 +723,7 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
         """
         if decoding not in ("parallel", "autoregressive"):
             raise ValueError(f"Unknown `decoding` {decoding!r}; expected 'parallel' or 'autoregressive'.")
+        check_memory(self.config, input_ids.shape[0], self.device, training=False, guidance=guidance_scale != 1.0)
         if given_frames_mask is None:
             raise ValueError("Pass `given_frames_mask` (B, N): True at the frames that are given.")
         token_ids = self._visual_token_ids(pixel_values_videos, video_token_ids).clone()

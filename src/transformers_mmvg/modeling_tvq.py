@@ -514,7 +514,11 @@ class TVQModel(TVQPreTrainedModel):
         """F for the perceptual loss; built from the config on first access."""
         network = self.__dict__.get("_perceptual_network")
         if network is None:
-            network = build_perceptual_network(self.config)
+            # Layers initialise from the global RNG before F's own seeded weights replace them; fork_rng keeps that
+            # draw from advancing the RNG the training step samples from, so a run resumed from a checkpoint (F
+            # built at its first step) draws the same frame pairs as the run that built F at step 1.
+            with torch.random.fork_rng(devices=[]):
+                network = build_perceptual_network(self.config)
             self.__dict__["_perceptual_network"] = network
         return network
 

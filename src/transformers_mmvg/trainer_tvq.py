@@ -7,6 +7,8 @@
   both go through `accelerator.backward`, so the step runs unchanged under accelerate / DDP;
 - the discriminator and its optimizer saved in, and restored from, every checkpoint beside the
   model's own optimizer and scheduler (so `resume_from_checkpoint` resumes the GAN too);
+- a random ordered subset of each clip's frames per training step (`train_frames_per_clip`), drawn in the
+  step so that a resumed run repeats the uninterrupted one;
 - every loss term, the batch's codebook perplexity and the temporal-order accuracy in the logs;
 - `evaluate()` measuring what Stage 1 is judged by on held-out clips (`evaluate_tvq`): PSNR and
   SSIM of the reconstruction, codebook usage and perplexity over the whole set, the temporal-order
@@ -29,7 +31,7 @@ from .metrics import psnr, ssim
 from .modeling_tvq import CodebookUsageTracker, TVQModel
 from .video_processing_mmvg import MMVGVideoProcessor
 
-__all__ = ["TVQDataCollator", "TVQTrainer", "evaluate_tvq", "temporal_order_accuracy"]
+__all__ = ["TVQDataCollator", "TVQTrainer", "evaluate_tvq", "random_frame_subsets", "temporal_order_accuracy"]
 
 DISCRIMINATOR_FILE = "discriminator.pt"
 LOGGED_TERMS = (
@@ -47,29 +49,26 @@ LOGGED_TERMS = (
 
 
 class TVQDataCollator:
-    """Rows `{"frames": uint8 (T, C, H, W), ...}` -> `{"pixel_values": float (B, T', C, H, W) in [-1, 1]}`.
+    """Rows `{"frames": uint8 (T, C, H, W), ...}` -> `{"pixel_values": float (B, T, C, H, W) in [-1, 1]}`."""
 
-    T-VQ codes frames one by one; only FC^T looks at two frames of a clip at a time. So training
-    sees more distinct clips per second when each clip contributes a random ordered subset of
-    `frames_per_clip` frames (T' = frames_per_clip) instead of all T. `None` keeps every frame
-    (use it for evaluation).
-    """
-
-    def __init__(self, video_processor: MMVGVideoProcessor, frames_per_clip: int | None = None):
-        if frames_per_clip is not None and frames_per_clip < 2:
-            raise ValueError(f"frames_per_clip must be >= 2 (FC^T needs pairs), got {frames_per_clip}")
+    def __init__(self, video_processor: MMVGVideoProcessor):
         self.video_processor = video_processor
-        self.frames_per_clip = frames_per_clip
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        videos = [self._subsample(row["frames"]) for row in rows]
+        videos = [row["frames"] for row in rows]
         pixel_values = self.video_processor(videos=videos, return_tensors="pt", do_sample_frames=False)
         return {"pixel_values": pixel_values["pixel_values_videos"]}
 
-    def _subsample(self, frames: torch.Tensor) -> torch.Tensor:
-        if self.frames_per_clip is None or self.frames_per_clip >= frames.shape[0]:
-            return frames
-        return frames[torch.randperm(frames.shape[0])[: self.frames_per_clip].sort().values]
+
+def random_frame_subsets(pixel_values: torch.Tensor, frames_per_clip: int) -> torch.Tensor:
+    """(B, T, C, H, W) -> (B, frames_per_clip, C, H, W): a random subset of each clip's frames, in their order, drawn
+    from the global torch RNG. Clips of at most `frames_per_clip` frames are returned whole."""
+    batch_size, num_frames = pixel_values.shape[:2]
+    if frames_per_clip >= num_frames:
+        return pixel_values
+    device = pixel_values.device
+    picks = torch.rand(batch_size, num_frames, device=device).argsort(dim=1)[:, :frames_per_clip].sort(dim=1).values
+    return pixel_values[torch.arange(batch_size, device=device)[:, None], picks]
 
 
 @torch.no_grad()
@@ -147,6 +146,9 @@ class TVQTrainer(Trainer):
         discriminator: the patch discriminator; built from the model's config when the config enables
             the adversarial loss and none is given.
         discriminator_learning_rate: its Adam learning rate (defaults to the generator's).
+        train_frames_per_clip: frames of each clip a training step codes (a random ordered subset,
+            `random_frame_subsets`); None codes all. T-VQ codes frames one by one and only FC^T looks at two frames
+            of a clip at a time, so training sees more distinct clips per second with 2 frames of each.
         Other arguments are `Trainer`'s.
     """
 
@@ -155,9 +157,13 @@ class TVQTrainer(Trainer):
         *args,
         discriminator: torch.nn.Module | None = None,
         discriminator_learning_rate: float | None = None,
+        train_frames_per_clip: int | None = None,
         **kwargs,
     ):
+        if train_frames_per_clip is not None and train_frames_per_clip < 2:
+            raise ValueError(f"train_frames_per_clip must be >= 2 (FC^T needs pairs), got {train_frames_per_clip}")
         super().__init__(*args, **kwargs)
+        self.train_frames_per_clip = train_frames_per_clip
         config = self.model.config
         if discriminator is None and config.use_adversarial_loss:
             discriminator = PatchDiscriminator(in_channels=config.in_channels)
@@ -177,6 +183,11 @@ class TVQTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         pixel_values = inputs["pixel_values"]
+        if model.training and self.train_frames_per_clip is not None:
+            # drawn here, not in the collator: a collator runs ahead of the step (the dataloader prefetches, and a
+            # resumed run fetches its first batch before restoring the RNG), so only a draw made at the step comes
+            # from the RNG state a checkpoint restores, and a resumed run repeats the uninterrupted one exactly
+            pixel_values = random_frame_subsets(pixel_values, self.train_frames_per_clip)
         active = self._adversarial_active() and model.training
         outputs = model(
             pixel_values=pixel_values,
@@ -219,7 +230,7 @@ class TVQTrainer(Trainer):
         if dataset is None:
             raise ValueError("TVQTrainer.evaluate needs an eval_dataset")
         video_processor = self.data_collator.video_processor
-        collator = TVQDataCollator(video_processor)  # every frame of every clip
+        collator = TVQDataCollator(video_processor)
         loader = DataLoader(dataset, batch_size=self.args.per_device_eval_batch_size, collate_fn=collator)
         metrics = evaluate_tvq(self.model, loader, video_processor, show_progress=not self.args.disable_tqdm)
         metrics = {f"{metric_key_prefix}_{name}": value for name, value in metrics.items()}
