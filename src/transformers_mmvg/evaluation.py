@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data.textshapes import caption_check, centroid_error, format_caption, get_preset, trajectory
+from .data.textshapes import format_caption, get_preset, trajectory
 from .masking import TASKS, given_mask_from_indices, task_given_indices
-from .metrics import psnr, ssim
+from .metrics import caption_following, psnr, ssim
 from .visualization import save_video_grid
 
 METHODS = ("mmvg", "mmvg_empty_text", "copy_frame", "linear_blend")
@@ -90,12 +90,10 @@ def score_clips(generated: np.ndarray, rows: Sequence[dict], preset: str) -> dic
     """Caption following (TEXTSHAPES.md check), mean centroid error (px), PSNR and SSIM of generated uint8 clips
     (B, N, H, W, C) against the true clips in `rows`."""
     truth = np.stack([np.asarray(row["frames"]).transpose(0, 2, 3, 1) for row in rows])
-    follows = [caption_check(clip, row["text"], preset).follows for clip, row in zip(generated, rows)]
-    errors = [centroid_error(clip, _metadata(row), preset) for clip, row in zip(generated, rows)]
-    finite = [error for error in errors if np.isfinite(error)]
+    following = caption_following(generated, [_metadata(row) for row in rows], preset)
     return {
-        "caption_following": float(np.mean(follows)),
-        "centroid_error": float(np.mean(finite)) if finite else float("nan"),
+        "caption_following": following["accuracy"],
+        "centroid_error": following["centroid_error"],
         "psnr": float(psnr(generated, truth).clamp(max=100).mean()),
         "ssim": float(ssim(generated, truth).mean()),
         "num_clips": len(rows),

@@ -1,19 +1,35 @@
-"""Video quality metrics: PSNR and SSIM over videos.
+"""Video metrics: PSNR and SSIM over videos, TextShapes caption following, bits per pixel of the token
+representation and the model's per-token cross-entropy in bits. FVD, which needs an I3D network, is in `fvd.py`.
 
 Videos are (..., T, H, W, C) arrays or tensors with values in [0, data_range] (uint8 frames with
 the default `data_range=255`); model outputs in [-1, 1] go through the processor's
 `postprocess_video` first, so every metric here reads frames as a person sees them.
+
+Each metric is also an `evaluate` module: `evaluate.load(evaluate_module_path("video_psnr"))`, likewise
+`video_ssim`, `textshapes_caption_following` and `fvd`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["bits_per_pixel", "psnr", "ssim"]
+from .data.textshapes import DEFAULT_PRESET, ClipParams, TextShapesClip, TextShapesPreset, caption_check, centroid_error
+
+__all__ = [
+    "EVALUATE_MODULES",
+    "bits_per_pixel",
+    "caption_following",
+    "cross_entropy_bits",
+    "evaluate_module_path",
+    "psnr",
+    "ssim",
+]
 
 SSIM_WINDOW = 11  # Gaussian window of Wang et al. (2004)
 SSIM_SIGMA = 1.5
@@ -90,9 +106,81 @@ def ssim(
     return per_frame.reshape(*batch_shape, frames).mean(-1) if batch_shape else per_frame.mean()
 
 
-
 def bits_per_pixel(token_grid_size: int | tuple[int, int], codebook_size: int, image_size: int | tuple[int, int]) -> float:
     """Bits per pixel of a frame stored as a grid of codebook indices (log2(K) bits per token)."""
     grid = (token_grid_size, token_grid_size) if isinstance(token_grid_size, int) else token_grid_size
     image = (image_size, image_size) if isinstance(image_size, int) else image_size
     return grid[0] * grid[1] * math.log2(codebook_size) / (image[0] * image[1])
+
+
+def cross_entropy_bits(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+    """Mean per-token cross-entropy in bits (nats / ln 2) of the tokens where `mask` is true (all tokens when None).
+
+    Args:
+        logits: (..., K) unnormalised scores over the K codebook entries (e.g. MMVG's (B, T, h, w, K)).
+        targets: (...) long, the true token ids.
+        mask: (...) bool, the tokens to score (e.g. the masked, predicted tokens).
+    """
+    logits = torch.as_tensor(logits)
+    targets = torch.as_tensor(targets)
+    if logits.shape[:-1] != targets.shape:
+        raise ValueError(f"logits (..., K) and targets (...) disagree: {tuple(logits.shape)} vs {tuple(targets.shape)}")
+    nats = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1).long(), reduction="none")
+    if mask is not None:
+        mask = torch.as_tensor(mask, dtype=torch.bool, device=nats.device)
+        if mask.shape != targets.shape:
+            raise ValueError(f"mask and targets shapes differ: {tuple(mask.shape)} vs {tuple(targets.shape)}")
+        nats = nats[mask.reshape(-1)]
+    if nats.numel() == 0:
+        raise ValueError("no token to score: the mask selects nothing")
+    return nats.double().mean().item() / math.log(2)
+
+
+def caption_following(
+    videos: np.ndarray | torch.Tensor | Sequence[np.ndarray],
+    captions_or_metadata: Sequence[str | Mapping | ClipParams | TextShapesClip],
+    preset: str | TextShapesPreset = DEFAULT_PRESET,
+) -> dict[str, float | int]:
+    """TextShapes caption following (TEXTSHAPES.md): the share of clips that move as their caption says, and the mean
+    distance in pixels between generated and true object centroids.
+
+    Args:
+        videos: generated uint8 clips (B, N, R, R, 3) at the preset's size.
+        captions_or_metadata: per clip, its caption, or a metadata row (`color`, `shape`, `directions`, and
+            `positions` for the centroid error), `ClipParams` or `TextShapesClip`.
+
+    Returns:
+        `accuracy`: share of clips passing `caption_check`; `centroid_error`: mean `centroid_error` over the clips
+        whose reference gives true positions (not a bare caption) and whose error is finite, NaN if none;
+        `num_clips`.
+    """
+    references = list(captions_or_metadata)
+    if len(videos) != len(references):
+        raise ValueError(f"{len(videos)} videos but {len(references)} captions or metadata rows")
+    videos = [np.asarray(video) for video in videos]
+    follows = [caption_check(video, reference, preset).follows for video, reference in zip(videos, references)]
+    # a bare caption says where the object goes, not where it starts: no true centroids to compare with
+    errors = [
+        centroid_error(video, reference, preset)
+        for video, reference in zip(videos, references)
+        if not isinstance(reference, str) and not (isinstance(reference, Mapping) and "positions" not in reference)
+    ]
+    finite = [error for error in errors if np.isfinite(error)]
+    return {
+        "accuracy": float(np.mean(follows)) if follows else float("nan"),
+        "centroid_error": float(np.mean(finite)) if finite else float("nan"),
+        "num_clips": len(references),
+    }
+
+
+EVALUATE_MODULES = ("video_psnr", "video_ssim", "textshapes_caption_following", "fvd")
+
+
+def evaluate_module_path(name: str) -> str:
+    """Folder of the `evaluate` module `name` shipped with this package, for `evaluate.load(path)` (works offline).
+
+    Names: `video_psnr`, `video_ssim`, `textshapes_caption_following`, `fvd`.
+    """
+    if name not in EVALUATE_MODULES:
+        raise ValueError(f"unknown evaluate module {name!r}; choose from {', '.join(EVALUATE_MODULES)}")
+    return str(Path(__file__).parent / "evaluate_metrics" / name)
