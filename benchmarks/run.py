@@ -8,6 +8,7 @@
     python benchmarks/run.py --only mmvg-decoding          # parallel vs autoregressive completion time
     python benchmarks/run.py --only mmvg-scaling           # decoder time against the number of frames
     python benchmarks/run.py --only mmvg-quality           # trained MMVG on held-out TextShapes (~10 min)
+    python benchmarks/run.py --only mmvg-steps             # quality vs parallel decoding steps (~5 min)
     python benchmarks/run.py --only train-speed            # training samples/s of both stages, peak memory (~1 min)
     python benchmarks/run.py --only efficiency             # achieved FLOP/s against the fp32 matmul peak (~15 s)
     python benchmarks/run.py --only mmvg-scaling-resolution  # training step against tokens per frame (~1 min)
@@ -46,7 +47,7 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace], str]] = {}
 SUITES = {
     "quick": ["tvq-speed", "mmvg-decoding", "mmvg-scaling", "train-speed", "efficiency"],
     "full": ["tvq-speed", "tvq-textshapes", "tvq-codebook", "tvq-real", "mmvg-decoding", "mmvg-scaling",
-             "mmvg-quality", "train-speed", "efficiency", "mmvg-scaling-resolution", "peer"],
+             "mmvg-quality", "mmvg-steps", "train-speed", "efficiency", "mmvg-scaling-resolution", "peer"],
 }
 
 
@@ -988,6 +989,44 @@ def peer(
         "peer's time over the row's time (above 1: faster than the peer).\n\n"
     )
     return body + header("peer", "python benchmarks/run.py --only peer") + "\n" + "\n".join(rows) + "\n"
+
+
+@benchmark("mmvg-steps")
+def mmvg_steps(args: argparse.Namespace) -> str:
+    """Quality against the number of parallel decoding steps (trained MMVG, 100 held-out clips, greedy), with the
+    completion time per clip; autoregressive decoding as the reference."""
+    from plot import line_plot
+
+    from transformers_mmvg.evaluation import evaluate_completion
+
+    model, processor = _trained_mmvg(args)
+    rows = _held_out_rows()[:100]
+    lines = ["| decoding | model calls per clip | prediction | rewind | infilling | seconds per clip (batch 16) |",
+             "|---|---|---|---|---|---|"]
+    quality = {task: [] for task in ("prediction", "rewind", "infilling")}
+    settings = [("parallel", steps) for steps in (1, 2, 4, 8, 12, 24)] + [("autoregressive", None)]
+    for decoding, steps in settings:
+        start = time.perf_counter()
+        results = evaluate_completion(model, processor, rows, decoding=decoding, num_inference_steps=steps or 12,
+                                      temperature=0.0)
+        seconds = (time.perf_counter() - start) / sum(scores["mmvg"]["num_clips"] for scores in results.values())
+        following = {task: scores["mmvg"]["caption_following"] for task, scores in results.items()}
+        calls = steps if steps else "N h w + N"
+        label = f"parallel, {steps} steps" if steps else "autoregressive"
+        lines.append(f"| {label} | {calls} | " + " | ".join(f"{100 * following[task]:.1f}%" for task in quality)
+                     + f" | {seconds:.3f} |")
+        if steps:
+            for task in quality:
+                quality[task].append((steps, 100 * following[task]))
+    plot = line_plot(ROOT / "benchmarks" / "mmvg-steps.png", quality, "parallel decoding steps",
+                     "caption following (%)", "Caption following vs parallel decoding steps", log_x=True)
+    body = (
+        "## MMVG quality against parallel decoding steps\n\n"
+        f"Model: `{args.mmvg}`; the first 100 held-out clips (infilling: their two-segment clips); greedy; the time "
+        "per clip includes the T-VQ and the metrics, all three tasks averaged. "
+        f"Plot: [{plot.name}]({plot.name}).\n\n"
+    )
+    return body + header("mmvg-steps", "python benchmarks/run.py --only mmvg-steps") + "\n" + "\n".join(lines) + "\n"
 
 
 def main() -> None:
