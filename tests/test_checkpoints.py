@@ -3,7 +3,6 @@ MMVG one still follows captions on fresh held-out clips with this code."""
 
 from pathlib import Path
 
-import pytest
 from transformers import AutoModel, pipeline
 
 from transformers_mmvg import MMVGForVideoCompletion, TVQModel

@@ -22,7 +22,7 @@ class MMVGConfig(PreTrainedConfig):
             frame side) and `codebook_size` (K classes of the output head) fix the visual token grid.
         num_frames (`int`, defaults to 8): frames per clip N (the default TextShapes preset).
         image_size (`int`, *optional*): frame height and width in pixels; must equal `tvq_config.image_size`
-            (filled from it when left out).
+            (filled from it when left out; without a `tvq_config`, the default T-VQ is built at this size).
 
     Text:
         text_vocab_size (`int`, defaults to 49408): size of the CLIP BPE vocabulary.
@@ -106,6 +106,8 @@ class MMVGConfig(PreTrainedConfig):
     is_encoder_decoder: bool = True
 
     def __post_init__(self, **kwargs):
+        if self.tvq_config is None and self.image_size is not None:
+            self.tvq_config = {"image_size": self.image_size}  # the default T-VQ, at the requested size
         super().__post_init__(**kwargs)
         grid = self.tvq_config.latent_size
         if self.image_size is None:

@@ -337,6 +337,28 @@ class MMVGPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["MMVGEncoderLayer", "MMVGDecoderLayer", "TVQModel"]
     _keys_to_ignore_on_load_unexpected = [r"tvq\.temporal_head\..*"]
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """As `PreTrainedModel.from_pretrained`; when the saved weights do not fit the requested config (e.g.
+        `num_frames=` or `tvq_config=` overrides), the error names the config fields that differ from the checkpoint
+        (transformers' own error only points at a logged report, which a quiet logger hides)."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except RuntimeError as error:
+            if "ignore_mismatched_sizes" not in str(error):
+                raise
+            config_kwargs = {key: value for key, value in kwargs.items() if key != "config"}
+            saved = cls.config_class.from_pretrained(pretrained_model_name_or_path)
+            requested = kwargs.get("config") or cls.config_class.from_pretrained(
+                pretrained_model_name_or_path, return_unused_kwargs=True, **config_kwargs
+            )[0]
+            differences = _config_differences(saved.to_dict(), requested.to_dict())
+            raise RuntimeError(
+                f"{pretrained_model_name_or_path} holds weights of another shape than the requested config: "
+                f"{'; '.join(differences) or 'no config field differs'}. Load it without these overrides, or pass "
+                "`ignore_mismatched_sizes=True` to re-initialise the mismatched weights."
+            ) from error
+
     def _init_weights(self, module):
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
@@ -360,6 +382,20 @@ class MMVGPreTrainedModel(PreTrainedModel):
             for name in ("span_embedding", "mask_embedding", "previous_mask_embedding", "previous_start_embedding"):
                 init.normal_(getattr(module, name), mean=0.0, std=std)
             init.constant_(module.mask_probabilities, self.config.mask_probability)
+
+
+def _config_differences(saved: dict, requested: dict, prefix: str = "") -> list[str]:
+    """`field: checkpoint value -> requested value` for every (nested) config field that differs."""
+    differences = []
+    for key in sorted(saved.keys() | requested.keys(), key=str):
+        if str(key).startswith("_") or key in ("transformers_version", "architectures", "dtype"):
+            continue
+        old, new = saved.get(key), requested.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            differences += _config_differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            differences.append(f"{prefix}{key}: checkpoint {old!r}, requested {new!r}")
+    return differences
 
 
 class MMVGForVideoCompletion(MMVGPreTrainedModel):

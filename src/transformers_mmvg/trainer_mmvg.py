@@ -49,7 +49,7 @@ class MMVGDataCollator:
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         texts = [row["text"] for row in rows]
         if "video_token_ids" in rows[0]:
-            text = self.processor.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+            text = self.processor(text=texts, return_tensors="pt")  # pads, truncates and warns like the pixel path
             token_ids = torch.stack([torch.as_tensor(np.asarray(row["video_token_ids"])) for row in rows]).long()
             return {"input_ids": text["input_ids"], "attention_mask": text["attention_mask"],
                     "video_token_ids": token_ids}

@@ -73,6 +73,7 @@ def _read_metadata(data_dir: Path, caption_column: str) -> datasets.Dataset:
     if len(present) > 1:
         raise VideoFolderError(f"both metadata.jsonl and metadata.csv in {data_dir}: keep one")
     metadata_path = data_dir / present[0]
+    _check_utf8(metadata_path)
     try:
         if metadata_path.suffix == ".jsonl":
             rows = datasets.Dataset.from_json(str(metadata_path))
@@ -86,6 +87,19 @@ def _read_metadata(data_dir: Path, caption_column: str) -> datasets.Dataset:
                 f"{metadata_path} has no '{column}' column (columns: {', '.join(rows.column_names)})"
             )
     return rows
+
+
+def _check_utf8(metadata_path: Path) -> None:
+    # pyarrow's JSON reader accepts invalid UTF-8 and fails only when a row is read, without naming the file
+    with open(metadata_path, "rb") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise VideoFolderError(
+                    f"{metadata_path} line {line_number} is not valid UTF-8 (byte {line[error.start]:#x} at column "
+                    f"{error.start + 1}); save the metadata as UTF-8"
+                ) from error
 
 
 def _check_video(path: Path, num_frames: int, stride: int | None) -> str | None:
