@@ -387,6 +387,12 @@ def _held_out_rows(num_clips: int = 200, seed: int = 2) -> list[dict]:
     return [dataset[index] for index in range(len(dataset))]
 
 
+def _relative(path: Path) -> str:
+    """`path` relative to the repository when it lies inside it (the tables must not name this machine's folders)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def _trained_mmvg(args: argparse.Namespace):
     from transformers import pipeline
 
@@ -445,7 +451,7 @@ def mmvg_quality(args: argparse.Namespace) -> str:
 
     body = (
         "## MMVG completion quality on held-out TextShapes (200 clips, textshapes-64x8)\n\n"
-        f"Model: `{args.mmvg}`. Greedy decoding (temperature 0), guidance scale 1. Infilling is scored on the "
+        f"Model: `{_relative(args.mmvg)}`. Greedy decoding (temperature 0), guidance scale 1. Infilling is scored on the "
         "two-segment clips. `mmvg_empty_text` is the same model and frames with an empty prompt (the text-free "
         "control); `copy_frame` repeats the nearest given frame; `linear_blend` cross-fades the two given frames. "
         "The caption check is TEXTSHAPES.md's.\n\n"
@@ -1022,7 +1028,7 @@ def mmvg_steps(args: argparse.Namespace) -> str:
                      "caption following (%)", "Caption following vs parallel decoding steps", log_x=True)
     body = (
         "## MMVG quality against parallel decoding steps\n\n"
-        f"Model: `{args.mmvg}`; the first 100 held-out clips (infilling: their two-segment clips); greedy; the time "
+        f"Model: `{_relative(args.mmvg)}`; the first 100 held-out clips (infilling: their two-segment clips); greedy; the time "
         "per clip includes the T-VQ and the metrics, all three tasks averaged. "
         f"Plot: [{plot.name}]({plot.name}).\n\n"
     )
