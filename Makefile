@@ -22,7 +22,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m transformers_mmvg.demo --out outputs/demo
 
-# the same demo, but T-VQ and MMVG are trained here instead of taken from checkpoints/ (about an hour on 2 cores)
+# the same demo, but T-VQ and MMVG are trained here instead of taken from checkpoints/ (1 to 1.5 hours on 2 cores)
 demo-from-scratch: $(STAMP)
 	$(PY) -m transformers_mmvg.demo --out outputs/demo-from-scratch --from-scratch
 

@@ -103,7 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
     parser.add_argument("--num-test", type=int, default=200, help="held-out clips to complete")
     parser.add_argument("--seed", type=int, default=0, help="seed of the held-out clips (drawn with seed + 2)")
-    parser.add_argument("--from-scratch", action="store_true", help="train T-VQ and MMVG here (about an hour)")
+    parser.add_argument(
+        "--from-scratch", action="store_true", help="train T-VQ and MMVG here (1 to 1.5 hours on 2 CPU cores)"
+    )
     parser.add_argument("--tvq", type=Path, default=TVQ_CHECKPOINT, help="T-VQ checkpoint to use")
     parser.add_argument("--mmvg", type=Path, default=MMVG_CHECKPOINT, help="MMVG checkpoint to use")
     parser.add_argument("--decoding", choices=("parallel", "autoregressive"), default="parallel")
