@@ -316,3 +316,18 @@ def test_from_tvq_copies_the_trained_tokenizer(tmp_path):
     assert not any(parameter.requires_grad for parameter in model.tvq.parameters())
     model.train()
     assert not model.tvq.training
+
+
+@pytest.mark.parametrize("decoding", ["parallel", "autoregressive"])
+def test_guidance_scale_zero_is_the_empty_prompt(decoding):
+    # uncond + 0 * (cond - uncond) = uncond: greedy completion with scale 0 must equal the empty prompt's own
+    model = tiny_model()
+    input_ids, attention_mask, pixels = batch(model, batch_size=2)
+    given = given_mask_from_indices([0], 6)[None].expand(2, -1)
+    empty_ids = torch.tensor([[49406, 49407]] * 2)
+    kwargs = dict(decoding=decoding, temperature=0, num_inference_steps=4)
+    guided = model.complete(input_ids, attention_mask, pixels, given, guidance_scale=0.0, **kwargs)
+    empty = model.complete(empty_ids, None, pixels, given, **kwargs)
+    conditional = model.complete(input_ids, attention_mask, pixels, given, **kwargs)
+    assert torch.equal(guided.token_ids, empty.token_ids)
+    assert not torch.equal(conditional.token_ids, empty.token_ids)

@@ -14,11 +14,12 @@ generated frames masked at one ratio). So:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 from tqdm.auto import tqdm
+
+from .masking import cosine_mask_ratio
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
@@ -67,7 +68,7 @@ def masked_after_step(num_unknown: torch.Tensor, step: int, num_steps: int) -> t
     tokens are committed after step `step`, and 0 after the last step."""
     if step >= num_steps - 1:
         return torch.zeros_like(num_unknown)
-    ratio = math.cos(math.pi / 2 * (step + 1) / num_steps)
+    ratio = cosine_mask_ratio(torch.tensor((step + 1) / num_steps, dtype=torch.float64)).item()
     scheduled = torch.floor(num_unknown.float() * ratio).long()
     return torch.minimum(scheduled, (num_unknown - step - 1).clamp(min=0))
 

@@ -506,10 +506,14 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
         return video_token_ids
 
     def _null_text(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The empty prompt `[bos, eos]` for every clip of the batch (the unconditional input of guidance)."""
-        ids = torch.tensor([self.config.text_bos_token_id, self.config.text_eos_token_id], device=input_ids.device)
-        return ids.expand(input_ids.shape[0], 2), torch.ones(input_ids.shape[0], 2, dtype=torch.long,
-                                                             device=input_ids.device)
+        """The empty prompt `[bos, eos]` for every clip of the batch (the unconditional input of guidance), padded
+        with eos (attention mask 0) to the width of `input_ids`, at least 2."""
+        batch_size, width = input_ids.shape[0], max(input_ids.shape[1], 2)
+        ids = torch.full((batch_size, width), self.config.text_eos_token_id, device=input_ids.device)
+        ids[:, 0] = self.config.text_bos_token_id
+        mask = torch.zeros(batch_size, width, dtype=torch.long, device=input_ids.device)
+        mask[:, :2] = 1
+        return ids, mask
 
     # -- encoder -----------------------------------------------------------------------------------------------
 
@@ -674,10 +678,8 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
             if drop.any():
                 null_ids, null_mask = self._null_text(input_ids)
                 width = input_ids.shape[1]
-                null_ids = F.pad(null_ids, (0, width - 2), value=config.text_eos_token_id)
-                null_mask = F.pad(null_mask, (0, width - 2), value=0)
-                input_ids = torch.where(drop[:, None], null_ids, input_ids)
-                attention_mask = torch.where(drop[:, None], null_mask, attention_mask)
+                input_ids = torch.where(drop[:, None], null_ids[:, :width], input_ids)
+                attention_mask = torch.where(drop[:, None], null_mask[:, :width], attention_mask)
 
         encoder_states, encoder_mask = self.encode(input_ids, attention_mask, token_ids, given_frames_mask)
         logits = self.decode(token_ids, ~token_mask, encoder_states, encoder_mask)
@@ -773,18 +775,17 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
             attention_mask = torch.ones_like(input_ids)
         known = given_frames_mask[:, :, None, None].expand_as(token_ids).clone()
 
-        encoder_states, encoder_mask = self.encode(input_ids, attention_mask, token_ids, given_frames_mask)
         guided = guidance_scale != 1.0
-        if guided:
+        if guided:  # one encoder pass over the captions and the empty prompt, as a doubled batch
             null_ids, null_mask = self._null_text(input_ids)
-            null_states, null_key_mask = self.encode(null_ids, null_mask, token_ids, given_frames_mask)
-            width = max(encoder_states.shape[1], null_states.shape[1])
-            pad = lambda states, mask: (F.pad(states, (0, 0, 0, width - states.shape[1])),  # noqa: E731
-                                        F.pad(mask, (0, width - mask.shape[1])))
-            (encoder_states, encoder_mask), (null_states, null_key_mask) = pad(encoder_states, encoder_mask), pad(
-                null_states, null_key_mask)
-            encoder_states = torch.cat([encoder_states, null_states])
-            encoder_mask = torch.cat([encoder_mask, null_key_mask])
+            padding = null_ids.shape[1] - input_ids.shape[1]
+            input_ids = torch.cat([F.pad(input_ids, (0, padding), value=self.config.text_eos_token_id), null_ids])
+            attention_mask = torch.cat([F.pad(attention_mask, (0, padding), value=0), null_mask])
+            encoder_states, encoder_mask = self.encode(
+                input_ids, attention_mask, torch.cat([token_ids, token_ids]), given_frames_mask.repeat(2, 1)
+            )
+        else:
+            encoder_states, encoder_mask = self.encode(input_ids, attention_mask, token_ids, given_frames_mask)
 
         def combine(logits: torch.Tensor) -> torch.Tensor:
             if not guided:

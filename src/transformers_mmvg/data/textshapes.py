@@ -635,13 +635,12 @@ def ensure_textshapes_splits(
     num_train_clips: int = 2000,
     num_eval_clips: int = 200,
     seed: int = 0,
-    eval_split: str = "eval",
 ) -> tuple[Path, Path]:
-    """`data_dir/train` (seed `seed`) and `data_dir/<eval_split>` (seed `seed + 1`), each written with
+    """`data_dir/train` (seed `seed`) and `data_dir/eval` (seed `seed + 1`), each written with
     `write_textshapes` unless it already holds a metadata file. Returns the two folders."""
     data_dir = Path(data_dir)
     splits = []
-    for split, num_clips, split_seed in (("train", num_train_clips, seed), (eval_split, num_eval_clips, seed + 1)):
+    for split, num_clips, split_seed in (("train", num_train_clips, seed), ("eval", num_eval_clips, seed + 1)):
         folder = data_dir / split
         if not (folder / METADATA_FILE).is_file():
             write_textshapes(folder, preset, num_clips=num_clips, seed=split_seed)
