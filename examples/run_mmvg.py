@@ -10,7 +10,9 @@ Without `--train_dir` it generates TextShapes (`--preset`, `--num_train_clips`, 
 are computed once (`--cache_tokens`, default) or on the fly. Logs hold the loss L_M, every per-frame L_t and every
 p_t. Evaluation (`--eval_strategy steps`) reports the held-out loss and, on TextShapes, caption following per task.
 The model and the processor are saved together in `--output_dir` (`pipeline("text-guided-video-completion",
-model=output_dir)` loads them), with `eval_results.json`, `train_log.jsonl` and `samples.png`.
+model=output_dir)` loads them), with `eval_results.json`, `train_log.jsonl` (every logged step and evaluation),
+`training_data.json` (which clips it was trained on) and `samples.png`: with `--save_strategy no` and `--data_dir`
+elsewhere, that folder is a complete checkpoint folder.
 `--resume_from_checkpoint` resumes (optimizer, scheduler, RNG and p_t). All `TrainingArguments` apply.
 """
 
@@ -27,10 +29,11 @@ import torch
 from transformers import HfArgumentParser, TrainerCallback, TrainingArguments, set_seed
 
 from transformers_mmvg import MMVGForVideoCompletion, MMVGProcessor, MMVGVideoProcessor
-from transformers_mmvg.data.textshapes import DEFAULT_PRESET, PRESETS, ensure_textshapes_splits, get_preset
+from transformers_mmvg.data.textshapes import DEFAULT_PRESET, PRESETS
 from transformers_mmvg.data.video_folder import load_video_folder
 from transformers_mmvg.evaluation import save_task_grid
 from transformers_mmvg.trainer_mmvg import MMVGDataCollator, MMVGTrainer, cache_video_tokens
+from transformers_mmvg.training_runs import training_splits, write_train_log, write_training_data_record
 
 logger = logging.getLogger("run_mmvg")
 
@@ -65,21 +68,6 @@ class ModelArguments:
     eval_decoding: str = field(default="parallel", metadata={"help": "decoding used by the completion evaluation"})
     eval_num_inference_steps: int = field(default=12)
     eval_temperature: float = field(default=0.0, metadata={"help": "0 is greedy"})
-
-
-def prepare_data(data_args: DataArguments, output_dir: Path, seed: int) -> tuple[Path, Path, int, int]:
-    """(train_dir, eval_dir, num_frames, resolution); TextShapes is generated when no folder is given."""
-    if data_args.train_dir is None:
-        preset = get_preset(data_args.preset)
-        train_dir, eval_dir = ensure_textshapes_splits(
-            Path(data_args.data_dir) if data_args.data_dir else output_dir / "data",
-            preset, data_args.num_train_clips, data_args.num_eval_clips, seed + data_args.data_seed_offset,
-        )
-        num_frames = data_args.num_frames or preset.num_frames
-        return train_dir, eval_dir, num_frames, data_args.resolution or preset.resolution
-    if data_args.eval_dir is None or data_args.num_frames is None or data_args.resolution is None:
-        raise ValueError("with --train_dir, also give --eval_dir, --num_frames and --resolution")
-    return Path(data_args.train_dir), Path(data_args.eval_dir), data_args.num_frames, data_args.resolution
 
 
 def build_model(model_args: ModelArguments, num_frames: int, resolution: int) -> MMVGForVideoCompletion:
@@ -132,10 +120,15 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     output_dir = Path(training_args.output_dir)
 
     with training_args.main_process_first(desc="TextShapes data"):  # one process writes it, the others read
-        train_dir, eval_dir, num_frames, resolution = prepare_data(data_args, output_dir, training_args.seed)
+        splits = training_splits(
+            data_args.train_dir, data_args.eval_dir, Path(data_args.data_dir or output_dir / "data"), data_args.preset,
+            data_args.num_train_clips, data_args.num_eval_clips, training_args.seed + data_args.data_seed_offset,
+            data_args.num_frames, data_args.resolution,
+        )  # fmt: skip
+    num_frames, resolution = splits.num_frames, splits.resolution
     load = dict(num_frames=num_frames, resolution=resolution, stride=data_args.frame_stride)
-    train_dataset = load_video_folder(train_dir, **load)
-    eval_dataset = load_video_folder(eval_dir, **load)
+    train_dataset = load_video_folder(splits.train_dir, **load)
+    eval_dataset = load_video_folder(splits.eval_dir, **load)
     processor = MMVGProcessor(
         video_processor=MMVGVideoProcessor(size={"height": resolution, "width": resolution}, num_frames=num_frames)
     )
@@ -181,9 +174,8 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     metrics["train_steps"] = trainer.state.global_step
     if trainer.is_world_process_zero():
         (output_dir / "eval_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        with open(output_dir / "train_log.jsonl", "w") as log_file:
-            for entry in trainer.state.log_history:
-                log_file.write(json.dumps(entry) + "\n")
+        write_train_log(output_dir, trainer.state.log_history)
+        write_training_data_record(output_dir, splits.record)
         if completion_rows:
             model.eval()
             save_task_grid(model, processor, completion_rows[:4], output_dir / "samples.png", **decoding_kwargs)

@@ -9,7 +9,9 @@ Without `--train_dir` it generates TextShapes (`--preset`, `--num_train_clips`, 
 under `<output_dir>/data`. Any folder of videos with a `metadata.jsonl`/`metadata.csv` works
 (`transformers_mmvg.data.video_folder`). The model (`AutoModel.from_pretrained(output_dir)` reloads
 it), its video processor, `eval_results.json` (PSNR, SSIM, codebook usage, temporal-order
-accuracy on the held-out split) and `reconstructions.png` end up in `--output_dir`.
+accuracy on the held-out split), `train_log.jsonl` (every logged step), `training_data.json` (which
+clips it was trained on) and `reconstructions.png` end up in `--output_dir`: with `--save_strategy no`
+and the data elsewhere, that folder is a complete checkpoint folder.
 `--resume_from_checkpoint` resumes, discriminator included. All `TrainingArguments` apply.
 """
 
@@ -26,9 +28,10 @@ import torch
 from transformers import HfArgumentParser, TrainerCallback, TrainingArguments, set_seed
 
 from transformers_mmvg import MMVGVideoProcessor, TVQConfig, TVQModel
-from transformers_mmvg.data.textshapes import DEFAULT_PRESET, PRESETS, ensure_textshapes_splits, get_preset
+from transformers_mmvg.data.textshapes import DEFAULT_PRESET, PRESETS
 from transformers_mmvg.data.video_folder import load_video_folder
 from transformers_mmvg.metrics import bits_per_pixel
+from transformers_mmvg.training_runs import training_splits, write_train_log, write_training_data_record
 from transformers_mmvg.visualization import save_video_grid
 from transformers_mmvg.trainer_tvq import TVQDataCollator, TVQTrainer
 
@@ -59,20 +62,6 @@ class ModelArguments:
         default=None, metadata={"help": 'TVQConfig fields as JSON, e.g. \'{"codebook_size": 256}\''}
     )
     discriminator_learning_rate: float | None = field(default=None)
-
-
-def prepare_data(data_args: DataArguments, output_dir: Path, seed: int) -> tuple[Path, Path, int, int]:
-    """Return (train_dir, eval_dir, num_frames, resolution), generating TextShapes if no folder is given."""
-    if data_args.train_dir is None:
-        preset = get_preset(data_args.preset)
-        train_dir, eval_dir = ensure_textshapes_splits(
-            output_dir / "data", preset, data_args.num_train_clips, data_args.num_eval_clips,
-            seed + data_args.data_seed_offset,
-        )
-        return train_dir, eval_dir, data_args.num_frames or preset.num_frames, data_args.resolution or preset.resolution
-    if data_args.eval_dir is None or data_args.num_frames is None or data_args.resolution is None:
-        raise ValueError("with --train_dir, also give --eval_dir, --num_frames and --resolution")
-    return Path(data_args.train_dir), Path(data_args.eval_dir), data_args.num_frames, data_args.resolution
 
 
 def build_model(model_args: ModelArguments, resolution: int) -> TVQModel:
@@ -127,10 +116,15 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     output_dir = Path(training_args.output_dir)
 
     with training_args.main_process_first(desc="TextShapes data"):  # one process writes it, the others read
-        train_dir, eval_dir, num_frames, resolution = prepare_data(data_args, output_dir, training_args.seed)
+        splits = training_splits(
+            data_args.train_dir, data_args.eval_dir, output_dir / "data", data_args.preset, data_args.num_train_clips,
+            data_args.num_eval_clips, training_args.seed + data_args.data_seed_offset, data_args.num_frames,
+            data_args.resolution,
+        )  # fmt: skip
+    num_frames, resolution = splits.num_frames, splits.resolution
     load = dict(num_frames=num_frames, resolution=resolution, stride=data_args.frame_stride)
-    train_dataset = load_video_folder(train_dir, clips_per_video=data_args.clips_per_video, **load)
-    eval_dataset = load_video_folder(eval_dir, clips_per_video=data_args.clips_per_video, **load)
+    train_dataset = load_video_folder(splits.train_dir, clips_per_video=data_args.clips_per_video, **load)
+    eval_dataset = load_video_folder(splits.eval_dir, clips_per_video=data_args.clips_per_video, **load)
     video_processor = MMVGVideoProcessor(size={"height": resolution, "width": resolution}, num_frames=num_frames)
     model = build_model(model_args, resolution)
     logger.info("T-VQ: %.2fM parameters, %s", model.num_parameters() / 1e6, model.config.to_json_string())
@@ -159,6 +153,8 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     metrics["bits_per_pixel"] = bits_per_pixel(config.latent_size, config.codebook_size, config.image_size)
     if trainer.is_world_process_zero():
         (output_dir / "eval_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        write_train_log(output_dir, trainer.state.log_history)
+        write_training_data_record(output_dir, splits.record)
         write_reconstructions(model, eval_dataset, video_processor, output_dir / "reconstructions.png")
         print(json.dumps(metrics, indent=2))
     return metrics

@@ -8,8 +8,10 @@ from PIL import Image
 from transformers import AutoModel
 
 from transformers_mmvg import MMVGForVideoCompletion, MMVGProcessor, TVQConfig, TVQModel, demo
+from transformers_mmvg.data.textshapes import ClipParams, draw_clip_params, training_data_record
 from transformers_mmvg.evaluation import METHODS
 from transformers_mmvg.masking import TASKS
+from transformers_mmvg.training_runs import write_training_data_record
 
 
 @pytest.fixture(scope="module")
@@ -24,15 +26,22 @@ def tiny_checkpoints(tmp_path_factory):
                                            num_encoder_layers=1, num_decoder_layers=2, text_embedding_size=8)
     mmvg.save_pretrained(folder / "mmvg")
     MMVGProcessor().save_pretrained(folder / "mmvg")
+    # as if trained on the first 50 clips of seed 2: the very seed the demo's held-out clips are drawn with
+    write_training_data_record(folder / "mmvg", training_data_record("textshapes-64x8", num_clips=50, seed=2))
     return folder
 
 
+@pytest.mark.filterwarnings("ignore:.*tvq has no TextShapes training_data.json")
 def test_demo_completes_held_out_clips_and_writes_every_artifact(tmp_path, tiny_checkpoints, capsys):
     code = demo.main(["--out", str(tmp_path), "--num-test", "6", "--tvq", str(tiny_checkpoints / "tvq"),
                       "--mmvg", str(tiny_checkpoints / "mmvg"), "--num-inference-steps", "2"])
     assert code == 0
-    rows = (tmp_path / "data" / "test" / "metadata.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in (tmp_path / "data" / "test" / "metadata.jsonl").read_text().splitlines()]
     assert len(rows) == 6
+    training = draw_clip_params(50, seed=2)
+    held_out = [ClipParams(row["shape"], row["color"], row["directions"], row["x0"], row["y0"]) for row in rows]
+    assert not set(held_out) & set(training)  # the first draws of seed 2 were training clips: all left out
+    assert held_out == draw_clip_params(6, seed=2, exclude=training)
     assert isinstance(AutoModel.from_pretrained(tmp_path / "tvq"), TVQModel)
     assert isinstance(AutoModel.from_pretrained(tmp_path / "mmvg"), MMVGForVideoCompletion)
     metrics = json.loads((tmp_path / "metrics.json").read_text())

@@ -17,6 +17,9 @@ from transformers_mmvg.data.textshapes import (
     ClipParams,
     caption_check,
     centroid_error,
+    clips_seen_in_training,
+    draw_clip_params,
+    ensure_textshapes_splits,
     follows_caption,
     get_preset,
     main,
@@ -26,6 +29,8 @@ from transformers_mmvg.data.textshapes import (
     sample_clip_params,
     shape_mask,
     trajectory,
+    training_data_record,
+    write_held_out_textshapes,
     write_textshapes,
 )
 from transformers_mmvg.data.video_io import read_video
@@ -380,3 +385,49 @@ def test_colors_are_the_spec_palette():
         "cyan": (0, 255, 255),
         "white": (255, 255, 255),
     }
+
+
+# ------------------------------------------------------------------------------------------
+# Held-out sets never hold a training clip
+# ------------------------------------------------------------------------------------------
+
+
+def _params(rows):
+    return [ClipParams(row["shape"], row["color"], tuple(row["directions"]), row["x0"], row["y0"]) for row in rows]
+
+
+def test_draw_clip_params_skips_exactly_the_excluded_draws():
+    draws = draw_clip_params(40, seed=9)
+    assert draws[:10] == draw_clip_params(10, seed=9)  # a smaller set is a prefix of a larger one
+    excluded = {draws[0], draws[3], draws[4]}
+    kept = draw_clip_params(37, seed=9, exclude=excluded)
+    assert kept == [clip for clip in draws if clip not in excluded]
+    with pytest.raises(ValueError, match="could be drawn outside"):
+        draw_clip_params(3, seed=0, preset="textshapes-64x8", num_segments=1,
+                         exclude=set(draw_clip_params(50_000, seed=0, num_segments=1)))
+
+
+def test_eval_split_holds_no_training_clip(tmp_path):
+    # seeds 42 / 43 with these sizes share clips when drawn independently: clip 14 of seed 43 is one of seed 42's
+    assert draw_clip_params(15, seed=43)[14] in set(draw_clip_params(10_000, seed=42))
+    train_dir, eval_dir = ensure_textshapes_splits(tmp_path, num_train_clips=10_000 // 400, num_eval_clips=4, seed=42)
+    train, held_out = _params(_read_metadata(train_dir)), _params(_read_metadata(eval_dir))
+    assert len(train) == 25 and len(held_out) == 4 and not set(train) & set(held_out)
+    assert held_out == draw_clip_params(4, seed=43, exclude=draw_clip_params(25, seed=42))
+
+
+def test_held_out_set_leaves_out_what_a_model_was_trained_on(tmp_path):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "training_data.json").write_text(json.dumps(training_data_record("textshapes-64x8", 30, seed=5)))
+    assert clips_seen_in_training(model_dir) == set(draw_clip_params(30, seed=5))
+    folder = write_held_out_textshapes(tmp_path / "test", [model_dir], num_clips=5, seed=5)
+    assert _params(_read_metadata(folder)) == draw_clip_params(5, seed=5, exclude=draw_clip_params(30, seed=5))
+    # asked again: the same folder is reused; another request for it is refused, never overwritten
+    before = (folder / "metadata.jsonl").read_text()
+    assert write_held_out_textshapes(folder, [model_dir], num_clips=5, seed=5) == folder
+    with pytest.raises(ValueError, match="holds other TextShapes clips"):
+        write_held_out_textshapes(folder, [model_dir], num_clips=5, seed=6)
+    assert (folder / "metadata.jsonl").read_text() == before
+    with pytest.warns(UserWarning, match="cannot be left out"):
+        write_held_out_textshapes(tmp_path / "unchecked", [tmp_path], num_clips=1, seed=5)

@@ -1,12 +1,12 @@
 """The README's main command: `make demo` (= `python -m transformers_mmvg.demo --out outputs/demo`).
 
-1. TextShapes: held-out test clips as mp4 + `metadata.jsonl` (with `--from-scratch` the training commands also
-   write their own train and eval splits).
-2. T-VQ in `outputs/demo/tvq` (loadable with `AutoModel.from_pretrained`) and MMVG in `outputs/demo/mmvg`
+1. T-VQ in `outputs/demo/tvq` (loadable with `AutoModel.from_pretrained`) and MMVG in `outputs/demo/mmvg`
    (model + processor, loadable with `pipeline("text-guided-video-completion")`). By default both are the
    checkpoints committed in `checkpoints/`, which were made by the project's own training commands (see
    `checkpoints/README.md`): training them to the caption-following target takes longer on a 2-core CPU than a
    person wants to wait. `--from-scratch` trains both here instead, with the same commands.
+2. TextShapes: held-out test clips as mp4 + `metadata.jsonl`, none of them a clip either model was trained on (each
+   model folder's `training_data.json` says which clips those were).
 3. Completes every held-out clip for prediction, rewind and infilling (two-segment clips) and prints a table: the
    TextShapes caption-following accuracy, centroid error, PSNR and SSIM for MMVG, for the same model with an empty
    prompt (the text-free control), and for the copy-the-given-frame and linear-blend baselines.
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.textshapes import DEFAULT_PRESET, PRESETS, get_preset, write_textshapes
+from .data.textshapes import DEFAULT_PRESET, PRESETS, get_preset, write_held_out_textshapes
 from .data.video_folder import load_video_folder
 from .evaluation import METHODS, evaluate_completion, results_table, save_task_grid
 from .masking import TASKS
@@ -120,12 +120,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     start = time.perf_counter()
     preset = get_preset(args.preset)
-    # seed + 2: the training commands draw their train and eval splits with seeds + 0 and + 1
-    test_dir = args.out / "data" / "test"
-    if not (test_dir / "metadata.jsonl").is_file():
-        write_textshapes(test_dir, preset, num_clips=args.num_test, seed=args.seed + 2)
-    print(f"TextShapes ({preset.name}): {args.num_test} held-out clips in {test_dir}", flush=True)
     prepare_models(args.out, args.from_scratch, args.tvq, args.mmvg)
+    # seed + 2: the training commands draw their train and eval splits with seeds + 0 and + 1; and no clip either
+    # model was trained on is in the held-out set
+    test_dir = write_held_out_textshapes(args.out / "data" / "test", [args.out / "tvq", args.out / "mmvg"], preset,
+                                         num_clips=args.num_test, seed=args.seed + 2)
+    print(f"TextShapes ({preset.name}): {args.num_test} held-out clips in {test_dir}, none seen in training",
+          flush=True)
 
     pipe = pipeline(TASK_NAME, model=str(args.out / "mmvg"))
     dataset = load_video_folder(test_dir, num_frames=preset.num_frames, resolution=preset.resolution)

@@ -118,7 +118,7 @@ class MMVGTrainer(Trainer):
             extra = {}
             for task, methods in results.items():
                 for name, value in methods["mmvg"].items():
-                    if name != "num_clips":
+                    if name != "scored_frames":  # the sample size (num_clips) is logged with every figure
                         extra[f"{metric_key_prefix}_{task}_{name}"] = value
             self.log(extra)
             metrics.update(extra)

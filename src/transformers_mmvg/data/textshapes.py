@@ -3,7 +3,9 @@
 The exact specification is `docs/TEXTSHAPES.md`; this module follows it to the pixel:
 
 - `render_clip` draws a clip from its parameters (shape, color, directions, start),
-- `sample_clip_params` draws those parameters from a seeded `np.random.Generator`,
+- `sample_clip_params` draws those parameters from a seeded `np.random.Generator`;
+  `draw_clip_params` draws a whole set, optionally disjoint from another (a held-out set never
+  holds a clip that occurs in training),
 - `write_textshapes` (and `python -m transformers_mmvg.data.textshapes`) writes a folder of
   lossless mp4 clips with a `metadata.jsonl`,
 - `caption_check` / `follows_caption` / `centroid_error` measure whether a generated clip does
@@ -21,7 +23,8 @@ import multiprocessing
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -39,6 +42,8 @@ __all__ = [
     "ClipParams",
     "TextShapesClip",
     "TextShapesPreset",
+    "clips_seen_in_training",
+    "draw_clip_params",
     "ensure_textshapes_splits",
     "caption_check",
     "centroid_error",
@@ -51,6 +56,8 @@ __all__ = [
     "sample_clip_params",
     "shape_mask",
     "trajectory",
+    "training_data_record",
+    "write_held_out_textshapes",
     "write_textshapes",
 ]
 
@@ -543,8 +550,57 @@ def centroid_error(
 # ----------------------------------------------------------------------------------------------
 
 METADATA_FILE = "metadata.jsonl"
+TRAINING_DATA_FILE = "training_data.json"  # in a model folder: the TextShapes clips it was trained on
 MAX_DEFAULT_WORKERS = 2
 WRITER_CHUNK_SIZE = 32
+MAX_DRAWS_PER_CLIP = 100  # a held-out draw gives up when `exclude` leaves (almost) nothing to draw
+
+
+def draw_clip_params(
+    num_clips: int,
+    seed: int,
+    preset: str | TextShapesPreset = DEFAULT_PRESET,
+    num_segments: int | None = None,
+    exclude: Collection[ClipParams] = frozenset(),
+) -> list[ClipParams]:
+    """The parameters of a data set: `num_clips` draws of `sample_clip_params` from `np.random.default_rng(seed)`,
+    in order, skipping every draw that is in `exclude` (pass a training set's parameters to get a held-out set
+    disjoint from it). Without `exclude` the first k clips of a set are the k clips of the smaller set.
+
+    Raises:
+        ValueError: `exclude` leaves too few clips to draw from.
+    """
+    preset = get_preset(preset)
+    exclude = exclude if isinstance(exclude, (set, frozenset)) else frozenset(exclude)
+    rng = np.random.default_rng(seed)
+    params: list[ClipParams] = []
+    for _ in range(MAX_DRAWS_PER_CLIP * num_clips):
+        if len(params) == num_clips:
+            break
+        candidate = sample_clip_params(rng, preset, num_segments)
+        if candidate not in exclude:
+            params.append(candidate)
+    if len(params) < num_clips:
+        raise ValueError(f"Only {len(params)} of {num_clips} clips could be drawn outside the {len(exclude)} excluded")
+    return params
+
+
+def training_data_record(preset: str | TextShapesPreset, num_clips: int, seed: int) -> dict:
+    """What a training script writes to `TRAINING_DATA_FILE` beside a model trained on generated TextShapes: enough to
+    draw the training clips again (`clips_seen_in_training`) and keep them out of every held-out set."""
+    return {"dataset": "textshapes", "preset": get_preset(preset).name, "num_clips": num_clips, "seed": seed}
+
+
+def clips_seen_in_training(model_dir: str | os.PathLike) -> set[ClipParams] | None:
+    """The TextShapes clips the model in `model_dir` was trained on (from its `training_data.json`), or None when the
+    folder does not say (a model trained on other videos, or by other means)."""
+    path = Path(model_dir) / TRAINING_DATA_FILE
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    if record.get("dataset") != "textshapes":
+        return None
+    return set(draw_clip_params(record["num_clips"], record["seed"], record["preset"]))
 
 
 def _clip_file_name(index: int) -> str:
@@ -577,11 +633,12 @@ def write_textshapes(
     seed: int = 0,
     num_workers: int | None = None,
     num_segments: int | None = None,
+    exclude: Collection[ClipParams] = frozenset(),
 ) -> Path:
     """Write `num_clips` clips as `out_dir/clip_00000.mp4`, ... (lossless H.264) and `out_dir/metadata.jsonl`.
 
-    All clip parameters are drawn first from `np.random.default_rng(seed)`, so the data set
-    depends on the seed only, not on `num_workers`. Each metadata line holds `file_name`,
+    All clip parameters are drawn first (`draw_clip_params`), so the data set depends on the
+    seed (and `exclude`) only, not on `num_workers`. Each metadata line holds `file_name`,
     `text`, `shape`, `color`, `directions`, `positions` (N × `[x, y]`), `preset`, `x0`, `y0`.
 
     Args:
@@ -592,6 +649,7 @@ def write_textshapes(
         num_workers: encoding processes; None uses up to 2 (capped by the CPU count), 0 or 1
             encodes in this process.
         num_segments: 1 or 2 segments per clip; None draws either with equal probability.
+        exclude: clip parameters never to write (a training set's, for a held-out set).
 
     Returns:
         the output folder.
@@ -603,8 +661,8 @@ def write_textshapes(
         raise ValueError(f"num_clips must be >= 0, got {num_clips}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    tasks = [(index, sample_clip_params(rng, preset, num_segments), preset, str(out_dir)) for index in range(num_clips)]
+    params = draw_clip_params(num_clips, seed, preset, num_segments, exclude)
+    tasks = [(index, clip, preset, str(out_dir)) for index, clip in enumerate(params)]
     if num_workers is None:
         num_workers = min(MAX_DEFAULT_WORKERS, os.cpu_count() or 1)
     num_workers = min(num_workers, num_clips)
@@ -636,16 +694,59 @@ def ensure_textshapes_splits(
     num_eval_clips: int = 200,
     seed: int = 0,
 ) -> tuple[Path, Path]:
-    """`data_dir/train` (seed `seed`) and `data_dir/eval` (seed `seed + 1`), each written with
-    `write_textshapes` unless it already holds a metadata file. Returns the two folders."""
+    """`data_dir/train` (seed `seed`) and `data_dir/eval` (seed `seed + 1`, no clip of the train split), each
+    written with `write_textshapes` unless it already holds a metadata file. Returns the two folders."""
     data_dir = Path(data_dir)
-    splits = []
-    for split, num_clips, split_seed in (("train", num_train_clips, seed), ("eval", num_eval_clips, seed + 1)):
-        folder = data_dir / split
-        if not (folder / METADATA_FILE).is_file():
-            write_textshapes(folder, preset, num_clips=num_clips, seed=split_seed)
-        splits.append(folder)
-    return splits[0], splits[1]
+    train_dir, eval_dir = data_dir / "train", data_dir / "eval"
+    if not (train_dir / METADATA_FILE).is_file():
+        write_textshapes(train_dir, preset, num_clips=num_train_clips, seed=seed)
+    if not (eval_dir / METADATA_FILE).is_file():
+        train_params = draw_clip_params(num_train_clips, seed, preset)
+        write_textshapes(eval_dir, preset, num_clips=num_eval_clips, seed=seed + 1, exclude=train_params)
+    return train_dir, eval_dir
+
+
+def write_held_out_textshapes(
+    out_dir: str | os.PathLike,
+    model_dirs: Sequence[str | os.PathLike],
+    preset: str | TextShapesPreset = DEFAULT_PRESET,
+    num_clips: int = 200,
+    seed: int = 2,
+) -> Path:
+    """A held-out set for the models in `model_dirs`: `num_clips` clips drawn with `seed`, none of them a clip any of
+    the models was trained on (`clips_seen_in_training`). A folder that already holds exactly these clips is reused;
+    one that holds anything else is an error, never overwritten.
+
+    Warns when a model folder does not say what it was trained on: then nothing can be left out for it."""
+    preset = get_preset(preset)
+    seen: set[ClipParams] = set()
+    for model_dir in model_dirs:
+        clips = clips_seen_in_training(model_dir)
+        if clips is None:
+            warnings.warn(
+                f"{model_dir} has no TextShapes {TRAINING_DATA_FILE}: its training clips cannot be left out of the "
+                "held-out set, so some held-out clips may have been seen in training.",
+                stacklevel=2,
+            )
+        else:
+            seen |= clips
+    params = draw_clip_params(num_clips, seed, preset, exclude=seen)
+    out_dir = Path(out_dir)
+    metadata = out_dir / METADATA_FILE
+    if metadata.is_file():
+        rows = [json.loads(line) for line in metadata.read_text().splitlines() if line.strip()]
+        existing = [
+            ClipParams(row["shape"], row["color"], tuple(row["directions"]), row["x0"], row["y0"]) for row in rows
+        ]
+        if existing == params and all(row.get("preset") == preset.name for row in rows):
+            return out_dir
+        raise ValueError(
+            f"{out_dir} holds other TextShapes clips than the held-out set asked for ({num_clips} clips, seed {seed}, "
+            f"none of the training clips of {', '.join(map(str, model_dirs))}); remove it or choose another folder."
+        )
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise ValueError(f"{out_dir} is not empty and holds no TextShapes {METADATA_FILE}; choose another folder.")
+    return write_textshapes(out_dir, preset, num_clips=num_clips, seed=seed, exclude=seen)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
