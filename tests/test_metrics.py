@@ -49,3 +49,27 @@ def test_bits_per_pixel_of_a_token_grid():
     # 4 x 4 tokens of 512 codes (9 bits) for a 64 x 64 frame: 144 bits / 4096 pixels
     assert bits_per_pixel(4, 512, 64) == 144 / 4096
     assert bits_per_pixel((8, 16), 1024, (128, 256)) == 8 * 16 * 10 / (128 * 256)
+
+
+def test_ssim_equals_scikit_image_on_natural_and_random_frames():
+    """The reference implementation (scikit-image, Gaussian window sigma 1.5, population covariance, as Wang et al.
+    2004): equal to float precision, per video = the mean over its frames."""
+    from skimage.data import astronaut
+    from skimage.metrics import structural_similarity
+    from skimage.transform import resize
+
+    rng = np.random.default_rng(0)
+    photo = (resize(astronaut(), (48, 64), anti_aliasing=True) * 255).round().astype(np.uint8)
+    photos = np.stack([np.roll(photo, shift, axis=1) for shift in range(3)])  # (3, 48, 64, 3): a short pan
+    noise = rng.integers(0, 256, (3, 48, 64, 3)).astype(np.uint8)
+    prediction = np.stack([photos, noise])
+    target = np.stack([np.clip(photos.astype(int) + rng.integers(-30, 31, photos.shape), 0, 255), noise[::-1]])
+    expected = [
+        np.mean([
+            structural_similarity(prediction[video, frame], target[video, frame].astype(np.uint8), data_range=255,
+                                  channel_axis=-1, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+            for frame in range(3)
+        ])
+        for video in range(2)
+    ]  # fmt: skip
+    np.testing.assert_allclose(ssim(prediction, target).numpy(), expected, rtol=0, atol=1e-12)

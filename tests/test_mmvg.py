@@ -112,6 +112,15 @@ def test_forward_loss_frame_losses_and_p_update():
     assert torch.isfinite(output.loss)
     assert torch.allclose(output.loss, output.frame_losses[output.frame_loss_mask].mean())
     assert not (output.token_mask & output.given_frames_mask[:, :, None, None]).any()
+    # p_t moved by exactly the paper's rule, from this output's per-frame losses L_t of the frames that had a loss:
+    # p_t <- p_t + alpha * ((L_t / sum_s L_s) * sum_s p_s - p_t), clamped to the configured range
+    valid = output.frame_loss_mask
+    assert valid.sum() >= 2  # several frames take part, so a loss read from the wrong frame changes the result
+    losses, probabilities = output.frame_losses[valid].double(), before[valid].double()
+    expected = before.clone().double()
+    expected[valid] = probabilities + 0.5 * (losses / losses.sum() * probabilities.sum() - probabilities)
+    low, high = model.config.mask_probability_range
+    torch.testing.assert_close(model.mask_probabilities.double(), expected.clamp(low, high), rtol=0, atol=1e-6)
     assert not torch.equal(model.mask_probabilities, before)
     assert torch.equal(output.mask_probabilities, model.mask_probabilities)
     output.loss.backward()
@@ -196,9 +205,19 @@ def test_a_tiny_model_overfits_a_handful_of_textshapes_clips():
     loss = model(text["input_ids"], text["attention_mask"], video_token_ids=token_ids, given_frames_mask=given,
                  token_mask=token_mask).loss
     assert loss.item() < 0.1
-    completion = model.complete(text["input_ids"], text["attention_mask"], video_token_ids=token_ids,
-                                given_frames_mask=given, temperature=0)
-    assert (completion.token_ids == token_ids).float().mean() > 0.95
+    # both decoding modes, greedy, on this trained model (not only on one whose weights are zero): each recovers
+    # the clips it learned, so they agree with each other on those tokens too
+    completions = {
+        decoding: model.complete(text["input_ids"], text["attention_mask"], video_token_ids=token_ids,
+                                 given_frames_mask=given, temperature=0, decoding=decoding).token_ids
+        for decoding in ("parallel", "autoregressive")
+    }
+    hidden = ~given
+    for decoding, completed in completions.items():
+        recovered = (completed == token_ids)[hidden].float().mean()
+        assert recovered > 0.95, (decoding, recovered)
+    agreement = (completions["parallel"] == completions["autoregressive"])[hidden].float().mean()
+    assert agreement > 0.95, agreement
 
 
 # -- completion ----------------------------------------------------------------------------------------------------

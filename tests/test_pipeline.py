@@ -85,8 +85,16 @@ def test_video_file_and_video_frames(pipe, tmp_path):
 
 
 def test_frames_of_another_size_are_resized(pipe):
-    out = pipe("a", images=[frame(0, size=40)], output_type="np", seed=0, progress=False)
+    # a 40px frame, red on its left half and blue on its right: the given frame comes back at 16px with the colours
+    # where they were (only the two columns at the seam, 7 and 8, may mix them)
+    halves = np.zeros((40, 40, 3), np.uint8)
+    halves[:, :20, 0] = 255
+    halves[:, 20:, 2] = 255
+    out = pipe("a", images=[halves], output_type="np", seed=0, progress=False)
     assert out["frames"].shape == (FRAMES, SIZE, SIZE, 3)
+    given = out["frames"][0].astype(int)
+    assert (given[:, :7] == [255, 0, 0]).all() and (given[:, 9:] == [0, 0, 255]).all()
+    assert (given[:, 7:9, 1] == 0).all() and (given[:, 7:9, 0] + given[:, 7:9, 2] >= 250).all()
 
 
 def test_batched_prompts_match_single_calls_under_greedy_decoding(pipe):

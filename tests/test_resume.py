@@ -74,14 +74,30 @@ def test_two_mmvg_runs_with_the_same_seed_are_identical(tmp_path, tvq_dir, data_
     assert step_logs(tmp_path / "other")[1]["loss"] != step_logs(tmp_path / "first")[1]["loss"]
 
 
-def test_resumed_tvq_run_matches_the_uninterrupted_one(tmp_path):
-    def train(output_dir: Path, *extra: str) -> list[dict]:
-        run_tvq.main(COMMON + ["--output_dir", str(output_dir), "--max_steps", "4", "--save_strategy", "steps",
-                               "--config_overrides", json.dumps(TINY), *extra])  # fmt: skip
-        return json.loads((output_dir / "checkpoint-4" / "trainer_state.json").read_text())["log_history"]
+def train_tvq(output_dir: Path, max_steps: int, overrides: dict, *extra: str) -> list[dict]:
+    """A tiny T-VQ run saving every 3 steps; the log of every step (loss and every term)."""
+    run_tvq.main(COMMON + ["--output_dir", str(output_dir), "--max_steps", str(max_steps), "--save_strategy", "steps",
+                           "--config_overrides", json.dumps(overrides), *extra])  # fmt: skip
+    return json.loads((output_dir / f"checkpoint-{max_steps}" / "trainer_state.json").read_text())["log_history"]
 
-    full = train(tmp_path / "full")
-    resumed = train(tmp_path / "resumed", "--resume_from_checkpoint", str(tmp_path / "full" / "checkpoint-3"))
+
+def test_resumed_tvq_run_matches_the_uninterrupted_one(tmp_path):
+    full = train_tvq(tmp_path / "full", 4, TINY)
+    resumed = train_tvq(tmp_path / "resumed", 4, TINY, "--resume_from_checkpoint", str(tmp_path / "full" / "checkpoint-3"))
     assert [entry["step"] for entry in resumed] == [1, 2, 3, 4]
     assert resumed[3] == full[3]  # step 4: the loss and every term (codebook perplexity among them)
+    assert_same_weights(tmp_path / "full", tmp_path / "resumed")
+
+
+def test_resumed_tvq_run_restarts_the_same_dead_codes(tmp_path):
+    """With codes restarted after 2 unused steps, a resumed run restarts the codes the uninterrupted one does only if
+    the unused-step counters came back from the checkpoint: several steps after resuming are compared."""
+    overrides = {**TINY, "dead_code_restart_steps": 2}
+    full = train_tvq(tmp_path / "full", 9, overrides, "--save_total_limit", "3")
+    counters = load_file(tmp_path / "full" / "checkpoint-3" / "model.safetensors")["quantizer.steps_since_used"]
+    assert counters.max() >= 1  # codes part-way to a restart when the checkpoint was written
+    resumed = train_tvq(tmp_path / "resumed", 9, overrides,
+                        "--resume_from_checkpoint", str(tmp_path / "full" / "checkpoint-3"))
+    assert [entry["step"] for entry in resumed] == list(range(1, 10))
+    assert resumed[3:] == full[3:]  # steps 4 to 9
     assert_same_weights(tmp_path / "full", tmp_path / "resumed")

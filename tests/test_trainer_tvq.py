@@ -141,13 +141,21 @@ def test_run_tvq_script_end_to_end(tmp_path):
 
     metrics = run_tvq.main(
         ["--output_dir", str(tmp_path), "--num_train_clips", "8", "--num_eval_clips", "4", "--max_steps", "2",
-         "--disable_tqdm", "True", "--save_strategy", "no", "--config_overrides", json.dumps(TINY)]
+         "--logging_steps", "1", "--disable_tqdm", "True", "--save_strategy", "no", "--config_overrides",
+         json.dumps(TINY)]
     )  # fmt: skip
     assert metrics["train_steps"] == 2
     assert metrics["bits_per_pixel"] == 8 * 8 * 5 / (64 * 64)  # 8x8 tokens of 32 codes (5 bits)
-    for name in ("config.json", "model.safetensors", "eval_results.json", "reconstructions.png"):
-        assert (tmp_path / name).is_file(), name
-    assert json.loads((tmp_path / "eval_results.json").read_text())["eval_codebook_usage"] > 0
+    # the output folder is a complete checkpoint folder: everything the committed one holds, and the training log
+    committed = Path(__file__).resolve().parent.parent / "checkpoints" / "tvq-textshapes-64x8"
+    written = {path.name for path in tmp_path.iterdir()}
+    assert {path.name for path in committed.iterdir()} <= written
+    assert {"train_log.jsonl", "training_data.json", "reconstructions.png"} <= written
+    log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in log if "loss" in entry] == [1, 2]
+    assert log[-1]["eval_codebook_usage"] == metrics["eval_codebook_usage"] > 0
+    assert json.loads((tmp_path / "training_data.json").read_text()) == {
+        "dataset": "textshapes", "preset": "textshapes-64x8", "num_clips": 8, "seed": 42}
     assert isinstance(AutoModel.from_pretrained(tmp_path), TVQModel)
 
 
