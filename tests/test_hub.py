@@ -28,14 +28,13 @@ EVAL_RESULTS = {
     "train_seconds": 1800.0,
     "train_steps": 3000,
 }
-SAVED_FILES = [
-    "README.md",
-    "config.json",
-    "model.safetensors",
-    "processor_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-]
+# the weights, configs and card, and the code that loads them without the package (test_remote_code.py)
+SAVED_FILES = sorted([
+    "README.md", "config.json", "model.safetensors", "processor_config.json", "tokenizer.json", "tokenizer_config.json",
+    "configuration_mmvg.py", "configuration_tvq.py", "decoding.py", "losses_tvq.py", "masking.py", "memory.py",
+    "modeling_mmvg.py", "modeling_tvq.py", "pipeline_video_completion.py", "processing_mmvg.py",
+    "tokenization_mmvg.py", "video_io.py", "video_processing_mmvg.py", "visualization.py",
+])  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +84,7 @@ def test_card_reports_sizes_results_usage_limitations_and_citation(model):
     ]:
         assert row in text.splitlines(), row
     assert "Held-out loss (cross-entropy per visual token): 2.5000." in text
-    assert 'pipe = pipeline("text-guided-video-completion", model="me/tiny-mmvg")' in text
+    assert 'pipe = pipeline("text-guided-video-completion", model="me/tiny-mmvg", trust_remote_code=True)' in text
     assert 'pipe("the red circle moves right then down", images=[first_frame], task="prediction")' in text
     assert "out = model.complete(" in text
     prose = " ".join(text.split())  # the template wraps its lines
@@ -131,8 +130,7 @@ def test_card_model_snippet_runs(model, processor, tmp_path):
 
 
 def test_card_pipeline_snippet_runs(model, processor, tmp_path, monkeypatch):
-    model.save_pretrained(tmp_path / "model")
-    processor.save_pretrained(tmp_path / "model")
+    save_for_hub(model, processor, tmp_path / "model", build_model_card(model))  # what the Hub repo holds
     PIL.Image.new("RGB", (16, 16)).save(tmp_path / "first_frame.png")
     monkeypatch.chdir(tmp_path)
     snippet = python_blocks(str(build_model_card(model, repo_id="me/tiny-mmvg")))[0]

@@ -9,7 +9,7 @@ from transformers import pipeline
 
 from transformers_mmvg import MMVGForVideoCompletion, MMVGProcessor
 from transformers_mmvg.cli import main as cli_main
-from transformers_mmvg.data.video_io import VideoReadError, count_frames, read_video, write_video
+from transformers_mmvg.video_io import VideoReadError, count_frames, read_video, write_video
 from transformers_mmvg.pipeline_video_completion import (
     VideoCompletionPipeline,
     save_completion_gif,
@@ -62,9 +62,9 @@ def test_images_for_each_task_are_kept_exactly(pipe, task, num_images, expected)
         assert np.array_equal(out["frames"][index], image)
 
 
-def test_guide_frames_at_any_positions_and_pil_or_tensor_frames(pipe):
-    guide = {1: Image.fromarray(frame(1)), 3: torch.from_numpy(frame(3)).permute(2, 0, 1), 4: frame(4)}
-    out = pipe("", guide_frames=guide, seed=0, progress=False)
+def test_given_frames_at_any_positions_and_pil_or_tensor_frames(pipe):
+    given = {1: Image.fromarray(frame(1)), 3: torch.from_numpy(frame(3)).permute(2, 0, 1), 4: frame(4)}
+    out = pipe("", given_frames=given, seed=0, progress=False)
     assert len(out["frames"]) == FRAMES and all(isinstance(image, Image.Image) for image in out["frames"])
     assert out["given_frame_indices"] == [1, 3, 4]
     assert np.array_equal(np.asarray(out["frames"][3]), frame(3))
@@ -72,7 +72,7 @@ def test_guide_frames_at_any_positions_and_pil_or_tensor_frames(pipe):
 
 def test_video_file_and_video_frames(pipe, tmp_path):
     path = write_video(tmp_path / "clip.mp4", clip(0, num_frames=12))
-    out = pipe("a", video=str(path), task="rewind", num_guide_frames=2, output_type="pt", seed=0, progress=False)
+    out = pipe("a", video=str(path), task="rewind", num_given_frames=2, output_type="pt", seed=0, progress=False)
     assert out["frames"].shape == (FRAMES, 3, SIZE, SIZE) and out["frames"].dtype == torch.uint8
     assert out["given_frame_indices"] == [4, 5]
     truth = out["ground_truth"]
@@ -121,9 +121,9 @@ def test_seed_and_generator_make_sampling_reproducible(pipe, decoding):
     [
         (dict(images=[frame(0)], task="infilling"), ValueError, "1 image\\(s\\) for task 'infilling'"),
         (dict(images=[frame(0)] * 6, task="prediction"), ValueError, "between 1 and 5"),
-        (dict(guide_frames={6: frame(0)}), ValueError, "out of range"),
+        (dict(given_frames={6: frame(0)}), ValueError, "out of range"),
         (dict(images=[frame(0)], task="sideways"), ValueError, "Unknown task 'sideways'"),
-        (dict(images=[frame(0)], guide_frames={0: frame(0)}), ValueError, "exactly one of"),
+        (dict(images=[frame(0)], given_frames={0: frame(0)}), ValueError, "exactly one of"),
         (dict(video=list(clip(0))), ValueError, "pass `task`"),
         (dict(images=[frame(0).astype(np.float32)]), ValueError, "uint8"),
         (dict(images=[frame(0)], seed=1, generator=torch.Generator()), ValueError, "not both"),

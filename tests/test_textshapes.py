@@ -33,7 +33,7 @@ from transformers_mmvg.data.textshapes import (
     write_held_out_textshapes,
     write_textshapes,
 )
-from transformers_mmvg.data.video_io import read_video
+from transformers_mmvg.video_io import read_video
 
 # ------------------------------------------------------------------------------------------
 # Presets

@@ -7,6 +7,7 @@ import torch
 from transformers import AutoModel
 
 from transformers_mmvg import TVQConfig, TVQModel
+from transformers_mmvg.trainer_tvq import temporal_order_accuracy
 from transformers_mmvg.losses_tvq import (
     PatchDiscriminator,
     RandomConvFeatures,
@@ -429,6 +430,19 @@ def test_l2_normalised_lookup_is_by_cosine_similarity():
 # ---------------------------------------------------------------------------------------------------------------
 # Save / load
 # ---------------------------------------------------------------------------------------------------------------
+
+
+def test_eval_forward_is_deterministic_and_scores_every_frame_pair():
+    model = tiny_model().eval()
+    clips = torch.rand(2, 4, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        first, second = model(clips), model(clips)
+    for name, value in first.items():
+        assert torch.equal(value, second[name]), name
+    # every ordered pair: the eval temporal accuracy is the trainer's all-pairs accuracy of the same latents
+    correct, total = temporal_order_accuracy(model, first.quantized_latents)
+    assert total == 2 * 4 * 3
+    assert first.temporal_accuracy.item() == correct / total
 
 
 def test_save_pretrained_and_auto_model_round_trip(tmp_path):

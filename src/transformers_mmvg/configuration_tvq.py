@@ -222,4 +222,8 @@ class TVQConfig(PretrainedConfig):
             )
 
 
+# saved folders carry this code and an `auto_map`, so they load with `trust_remote_code=True` without the package
+TVQConfig.register_for_auto_class()
+
+
 __all__ = ["TVQConfig"]

@@ -29,6 +29,7 @@ from transformers import ProcessorMixin
 
 from .masking import TASKS, task_given_indices
 from .modeling_mmvg import MMVGForVideoCompletion
+from .pipeline_video_completion import VideoCompletionPipeline
 
 __all__ = [
     "CARD_TAGS",
@@ -116,16 +117,18 @@ $evaluation
 
 ## How to use
 
-Install the `transformers-mmvg` package first (`pip install -e .` in a clone of its repository).
+The repository carries the code of the model, the processor and the pipeline, so plain transformers loads it
+with `trust_remote_code=True` (read the code first). With the `transformers-mmvg` package installed
+(`pip install -e .` in a clone of its repository), `import transformers_mmvg` registers the same classes and the
+model snippet below uses them directly.
 
 With the pipeline (frames may be PIL images, image files or uint8 arrays of any size):
 
 ```python
 from PIL import Image
 from transformers import pipeline
-import transformers_mmvg  # registers the model, the processor and the pipeline task
 
-pipe = pipeline("text-guided-video-completion", model="$repo_or_dir")
+pipe = pipeline("text-guided-video-completion", model="$repo_or_dir", trust_remote_code=True)
 first_frame = Image.open("first_frame.png")
 out = pipe("the red circle moves right then down", images=[first_frame], task="prediction")
 out["frames"]  # $num_frames PIL images
@@ -397,11 +400,22 @@ def load_training_summary(folder: str | os.PathLike) -> tuple[dict | None, dict 
 def save_for_hub(
     model: MMVGForVideoCompletion, processor: ProcessorMixin, folder: str | os.PathLike, card: ModelCard
 ) -> list[str]:
-    """Write the model (`config.json`, `model.safetensors`), the processor files and the card (`README.md`) into
-    `folder`; return the sorted paths of every file in it, relative to it."""
+    """Write the model (`config.json`, `model.safetensors`), the processor files, the card (`README.md`) and the code
+    that loads them into `folder`; return the sorted paths of every file in it, relative to it.
+
+    The folder loads where this package is not installed: `auto_map` in the configs names the modules it carries
+    (model, config, processor, video processor and what they import), and `custom_pipelines` in `config.json` names
+    the pipeline's (written by `Pipeline.save_pretrained`, transformers' way of sharing a custom pipeline), so
+    `AutoModel`, `AutoProcessor` and `pipeline("text-guided-video-completion", model=repo)` work with
+    `trust_remote_code=True`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
+    try:
+        VideoCompletionPipeline(model=model, processor=processor).save_pretrained(folder)  # the model and the pipeline
+    finally:
+        # the in-memory config stays as it was: a folder saved later with `model.save_pretrained` keeps loading with
+        # the installed package's pipeline, without `trust_remote_code`
+        model.config.__dict__.pop("custom_pipelines", None)
     processor.save_pretrained(folder)
     card.save(folder / "README.md")
     return sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())

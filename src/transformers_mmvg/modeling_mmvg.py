@@ -859,6 +859,9 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
         return token_ids
 
 
+# saved folders carry this code and an `auto_map`, so they load with `trust_remote_code=True` without the package
+MMVGForVideoCompletion.register_for_auto_class("AutoModel")
+
 __all__ = [
     "MMVGCompletionOutput",
     "MMVGForVideoCompletion",

@@ -451,6 +451,14 @@ def sample_frame_pairs(batch_size: int, num_frames: int, pairs_per_clip: int, de
     return first, (first + offset) % num_frames
 
 
+def all_frame_pairs(batch_size: int, num_frames: int, device=None):
+    """Every ordered pair `(i, j)`, `i != j`, for each clip: two LongTensors of shape (batch_size, T (T - 1))."""
+    first, second = zip(*[(i, j) for i in range(num_frames) for j in range(num_frames) if i != j])
+    first = torch.tensor(first, device=device)[None].expand(batch_size, -1)
+    second = torch.tensor(second, device=device)[None].expand(batch_size, -1)
+    return first, second
+
+
 def _clamp_straight_through(pixels: torch.Tensor) -> torch.Tensor:
     """Clamp to [-1, 1] in the forward pass, identity gradient (the losses always reach the decoder)."""
     return pixels + (pixels.clamp(-1.0, 1.0) - pixels).detach()
@@ -573,11 +581,14 @@ class TVQModel(TVQPreTrainedModel):
         return global_step is None or global_step >= self.config.discriminator_start_step
 
     def _temporal_terms(self, quantized_latents: torch.Tensor):
-        """quantized_latents (B, T, D, h, w) -> (BCE loss, accuracy) over random ordered pairs of frames."""
+        """quantized_latents (B, T, D, h, w) -> (BCE loss, accuracy): over random ordered pairs of frames in training,
+        over every ordered pair in eval mode (so an eval forward is deterministic: same inputs, same outputs)."""
         batch_size, num_frames = quantized_latents.shape[:2]
-        first, second = sample_frame_pairs(
-            batch_size, num_frames, self.config.temporal_pairs_per_clip, device=quantized_latents.device
-        )
+        device = quantized_latents.device
+        if self.training:
+            first, second = sample_frame_pairs(batch_size, num_frames, self.config.temporal_pairs_per_clip, device)
+        else:
+            first, second = all_frame_pairs(batch_size, num_frames, device)
         clip_index = torch.arange(batch_size, device=quantized_latents.device)[:, None].expand_as(first)
         logits = self.temporal_head(
             quantized_latents[clip_index.flatten(), first.flatten()],
@@ -669,6 +680,10 @@ class TVQModel(TVQPreTrainedModel):
             **terms,
         )
         return output if return_dict else output.to_tuple()
+
+
+# saved folders carry this code and an `auto_map`, so they load with `trust_remote_code=True` without the package
+TVQModel.register_for_auto_class("AutoModel")
 
 
 __all__ = [

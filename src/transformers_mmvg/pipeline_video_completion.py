@@ -7,8 +7,8 @@
     out = pipe("the red circle moves left", images=[first_frame], task="prediction")
     out = pipe("the red circle moves left", images=[last_frame], task="rewind")
     out = pipe("the red circle moves left then up", images=[first_frame, last_frame], task="infilling")
-    out = pipe("the red circle moves left", video="clip.mp4", task="prediction", num_guide_frames=2)
-    out = pipe("the red circle moves left", guide_frames={0: first_frame, 5: sixth_frame})
+    out = pipe("the red circle moves left", video="clip.mp4", task="prediction", num_given_frames=2)
+    out = pipe("the red circle moves left", given_frames={0: first_frame, 5: sixth_frame})
     out["frames"]                                   # N PIL images (output_type="pil", the default)
 
 Frames may be PIL images, image file paths, uint8 arrays / tensors (H, W, 3) or (3, H, W); any size (they are
@@ -29,8 +29,7 @@ from PIL import Image
 from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .data.video_folder import resize_center_crop
-from .data.video_io import read_video, sample_frame_indices, write_video
+from .video_io import read_video, resize_center_crop, sample_frame_indices, write_video
 from .masking import TASKS, given_mask_from_indices, task_given_indices
 from .visualization import save_gif, save_video_grid
 
@@ -44,21 +43,21 @@ def load_frame(frame, resolution: int) -> torch.Tensor:
     if isinstance(frame, (str, os.PathLike)):
         path = Path(frame)
         if not path.is_file():
-            raise FileNotFoundError(f"Guide frame file not found: {path}")
+            raise FileNotFoundError(f"Given frame file not found: {path}")
         try:
             frame = Image.open(path)
             frame.load()
         except OSError as error:
-            raise ValueError(f"Cannot read guide frame image {path}: {error}") from error
+            raise ValueError(f"Cannot read given frame image {path}: {error}") from error
     if isinstance(frame, Image.Image):
         frame = np.array(frame.convert("RGB"))
     tensor = frame if isinstance(frame, torch.Tensor) else torch.as_tensor(np.array(frame))
     if tensor.dtype != torch.uint8:
-        raise ValueError(f"Guide frames must be uint8 images (0-255); got dtype {tensor.dtype}.")
+        raise ValueError(f"Given frames must be uint8 images (0-255); got dtype {tensor.dtype}.")
     if tensor.ndim == 3 and tensor.shape[-1] == 3:
         tensor = tensor.permute(2, 0, 1)
     if tensor.ndim != 3 or tensor.shape[0] != 3:
-        raise ValueError(f"A guide frame must have shape (H, W, 3) or (3, H, W); got {tuple(tensor.shape)}.")
+        raise ValueError(f"A given frame must have shape (H, W, 3) or (3, H, W); got {tuple(tensor.shape)}.")
     return resize_center_crop(tensor[None], resolution)[0]
 
 
@@ -79,9 +78,9 @@ class VideoCompletionPipeline(Pipeline):
     Call with a prompt (or a list of prompts) and exactly one of:
     - `images`: the given frames of `task` (`"prediction"`: the first K, `"rewind"`: the last K, `"infilling"`: the
       first ceil(K/2) and the last floor(K/2));
-    - `video`: a file or frames; the model's N frames are spread over it, the `num_guide_frames` of `task` are given
+    - `video`: a file or frames; the model's N frames are spread over it, the `num_given_frames` of `task` are given
       and the whole clip is returned as `ground_truth`;
-    - `guide_frames`: `{frame index: frame}` for any K frames at any positions.
+    - `given_frames`: `{frame index: frame}` for any K frames at any positions.
 
     Sampling knobs: `decoding` (`"parallel"`, default, or `"autoregressive"`), `num_inference_steps` (12),
     `guidance_scale` (1.0), `temperature` (1.0), `top_k`, `top_p`, `generator` or `seed`; `output_type` (`"pil"`,
@@ -138,30 +137,30 @@ class VideoCompletionPipeline(Pipeline):
 
     # -- inputs ------------------------------------------------------------------------------------------------
 
-    def _request(self, prompt, images, video, guide_frames, task, num_guide_frames) -> dict:
+    def _request(self, prompt, images, video, given_frames, task, num_given_frames) -> dict:
         """One clip's request -> `{"prompt", "frames": {index: uint8 (3, R, R)}, "ground_truth": (N, 3, R, R) | None}`."""
         config = self.model.config
         num_frames, resolution = config.num_frames, config.image_size
         if not isinstance(prompt, str):
             raise TypeError(f"The prompt must be a string (an empty one is allowed), got {type(prompt).__name__}.")
-        given_inputs = [name for name, value in (("images", images), ("video", video), ("guide_frames", guide_frames))
+        given_inputs = [name for name, value in (("images", images), ("video", video), ("given_frames", given_frames))
                         if value is not None]
         if len(given_inputs) != 1:
             raise ValueError(
-                "Pass exactly one of `images` (with `task`), `video` (with `task` and `num_guide_frames`) or "
-                f"`guide_frames` ({{index: frame}}); got {given_inputs or 'none'}."
+                "Pass exactly one of `images` (with `task`), `video` (with `task` and `num_given_frames`) or "
+                f"`given_frames` ({{index: frame}}); got {given_inputs or 'none'}."
             )
         if task is not None and task not in TASKS:
             raise ValueError(f"Unknown task {task!r}; expected one of {TASKS}.")
         ground_truth = None
-        if guide_frames is not None:
+        if given_frames is not None:
             if task is not None:
-                raise ValueError("`task` picks the given frames of `images` or `video`; `guide_frames` names them.")
-            if not isinstance(guide_frames, Mapping):
-                raise TypeError("`guide_frames` must be a dict {frame index: frame}.")
-            indices = [int(index) for index in guide_frames]
+                raise ValueError("`task` picks the given frames of `images` or `video`; `given_frames` names them.")
+            if not isinstance(given_frames, Mapping):
+                raise TypeError("`given_frames` must be a dict {frame index: frame}.")
+            indices = [int(index) for index in given_frames]
             given_mask_from_indices(indices, num_frames)  # range and repeat checks
-            frames = {int(index): load_frame(frame, resolution) for index, frame in guide_frames.items()}
+            frames = {int(index): load_frame(frame, resolution) for index, frame in given_frames.items()}
         elif images is not None:
             stacked = isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4
             images = list(images) if isinstance(images, (list, tuple)) or stacked else [images]
@@ -175,7 +174,7 @@ class VideoCompletionPipeline(Pipeline):
             if task is None:
                 raise ValueError("With `video`, pass `task` (prediction, rewind or infilling).")
             ground_truth = load_video_frames(video, num_frames, resolution)
-            indices = task_given_indices(task, num_frames, num_guide_frames)
+            indices = task_given_indices(task, num_frames, num_given_frames)
             frames = {index: ground_truth[index] for index in indices}
         return {"prompt": prompt, "frames": frames, "ground_truth": ground_truth}
 
@@ -250,17 +249,17 @@ class VideoCompletionPipeline(Pipeline):
         prompt: str | Sequence[str],
         images=None,
         video=None,
-        guide_frames=None,
+        given_frames=None,
         task: str | None = None,
-        num_guide_frames: int | None = None,
+        num_given_frames: int | None = None,
         batch_size: int = 8,
         **kwargs,
     ):
-        """Complete one clip (`prompt` a string) or a batch (`prompt` a list; `images` / `video` / `guide_frames`
+        """Complete one clip (`prompt` a string) or a batch (`prompt` a list; `images` / `video` / `given_frames`
         then lists of the same length). See the class docstring for the inputs and knobs."""
         batched = not isinstance(prompt, str)
         prompts = list(prompt) if batched else [prompt]
-        per_clip = {"images": images, "video": video, "guide_frames": guide_frames}
+        per_clip = {"images": images, "video": video, "given_frames": given_frames}
         if batched:
             for name, value in per_clip.items():
                 if value is not None and (not isinstance(value, Sequence) or len(value) != len(prompts)):
@@ -269,9 +268,9 @@ class VideoCompletionPipeline(Pipeline):
             self._request(
                 text,
                 *((per_clip[name][index] if batched and per_clip[name] is not None else per_clip[name])
-                  for name in ("images", "video", "guide_frames")),
+                  for name in ("images", "video", "given_frames")),
                 task,
-                num_guide_frames,
+                num_given_frames,
             )
             for index, text in enumerate(prompts)
         ]
@@ -309,9 +308,9 @@ def save_completion_grid(result: dict, path: str | os.PathLike, scale: int = 2) 
     given frames are outlined."""
     frames = _as_uint8_frames(result["frames"])
     given = result["given_frame_indices"]
-    guide = np.zeros_like(frames)
-    guide[given] = frames[given]
-    videos, labels = [guide, frames], ["given frames", f"completion: {result['prompt']!r}"]
+    shown = np.zeros_like(frames)
+    shown[given] = frames[given]
+    videos, labels = [shown, frames], ["given frames", f"completion: {result['prompt']!r}"]
     if "ground_truth" in result:
         videos.append(_as_uint8_frames(result["ground_truth"]))
         labels.append("ground truth")

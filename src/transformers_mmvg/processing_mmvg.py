@@ -120,4 +120,8 @@ def _is_text(text) -> bool:
     return isinstance(text, (list, tuple)) and all(isinstance(caption, str) for caption in text)
 
 
+# saved folders carry this code and an `auto_map`, so they load with `trust_remote_code=True` without the package
+MMVGProcessor.register_for_auto_class("AutoProcessor")
+
+
 __all__ = ["MMVGProcessor"]

@@ -28,7 +28,7 @@ from transformers import Trainer
 
 from .losses_tvq import PatchDiscriminator, discriminator_loss
 from .metrics import psnr, ssim
-from .modeling_tvq import CodebookUsageTracker, TVQModel
+from .modeling_tvq import CodebookUsageTracker, TVQModel, all_frame_pairs
 from .video_processing_mmvg import MMVGVideoProcessor
 
 __all__ = ["TVQDataCollator", "TVQTrainer", "evaluate_tvq", "random_frame_subsets", "temporal_order_accuracy"]
@@ -78,8 +78,8 @@ def temporal_order_accuracy(model: TVQModel, quantized_latents: torch.Tensor) ->
     quantized_latents: (B, T, D, h, w) from `model.encode`.
     """
     batch_size, num_frames = quantized_latents.shape[:2]
-    first, second = zip(*[(i, j) for i in range(num_frames) for j in range(num_frames) if i != j])
-    first, second = torch.tensor(first), torch.tensor(second)
+    first, second = all_frame_pairs(1, num_frames, quantized_latents.device)
+    first, second = first[0], second[0]
     logits = model.temporal_head(
         quantized_latents[:, first].flatten(0, 1), quantized_latents[:, second].flatten(0, 1)
     )

@@ -13,7 +13,7 @@ from transformers.utils import logging
 from transformers.video_processing_utils import BaseVideoProcessor
 from transformers.video_utils import VideoInput, VideoMetadata, make_batched_videos
 
-from .data.video_io import VideoTooShortError, sample_frame_indices
+from .video_io import VideoTooShortError, sample_frame_indices
 
 
 logger = logging.get_logger(__name__)
@@ -31,7 +31,7 @@ class MMVGVideoProcessor(BaseVideoProcessor):
 
     Accepted clips (one clip or a list of clips): numpy or torch uint8 arrays of shape
     (T, H, W, 3) or (T, 3, H, W), a 5D batch of those, or lists of `PIL.Image` frames. Grayscale and
-    RGBA frames are converted to RGB. Decode video files first (`transformers_mmvg.data.video_io.read_video`).
+    RGBA frames are converted to RGB. Decode video files first (`transformers_mmvg.video_io.read_video`).
 
     Frame sampling: with `do_sample_frames=True` (the default) `num_frames` frames are picked
     evenly from each clip, first and last frame included (the same rule as
@@ -189,7 +189,7 @@ def _check_frames(video, index: int) -> None:
     if isinstance(video, str) or not hasattr(video, "ndim"):
         raise ValueError(
             f"video {index} is a {type(video).__name__}; pass decoded frames (decode files with "
-            "`transformers_mmvg.data.video_io.read_video`)"
+            "`transformers_mmvg.video_io.read_video`)"
         )
     if video.ndim != 4:
         raise ValueError(
@@ -200,6 +200,10 @@ def _check_frames(video, index: int) -> None:
             f"video {index} has shape {tuple(video.shape)}: no channel axis of size 3 (RGB), 1 (grayscale) "
             "or 4 (RGBA) at position 1 or 3"
         )
+
+
+# saved folders carry this code and an `auto_map`, so they load with `trust_remote_code=True` without the package
+MMVGVideoProcessor.register_for_auto_class("AutoVideoProcessor")
 
 
 __all__ = ["MMVGVideoProcessor"]

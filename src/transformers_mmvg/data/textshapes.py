@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from transformers_mmvg.data.video_io import write_video
+from transformers_mmvg.video_io import write_video
 
 __all__ = [
     "COLORS",

