@@ -170,3 +170,54 @@ def test_command_line(model_dir, tmp_path, capsys):
     with pytest.raises(SystemExit, match="--out"):
         cli_main(["complete", "--model", str(model_dir), "--image", str(tmp_path / "first.png"), "--prompt", "a",
                   "--out", str(tmp_path / "out.avi")])
+
+
+# -- the Pipeline contract: settings at construction and at call time, lists, dicts, iterators --------------------
+
+
+def test_settings_given_to_pipeline_apply_and_a_call_overrides_them(model_dir):
+    # (`task` is the pipeline's own name in `pipeline(...)`; the completion task is chosen per call)
+    configured = pipeline(TASK, model=str(model_dir), output_type="np", num_given_frames=2, seed=5, progress=False,
+                          num_inference_steps=3, decoding="autoregressive", batch_size=2)
+    assert configured._batch_size == 2
+    out = configured("a", video=list(clip(0)), task="rewind")
+    assert isinstance(out["frames"], np.ndarray) and out["given_frame_indices"] == [FRAMES - 2, FRAMES - 1]
+    plain = pipeline(TASK, model=str(model_dir))
+    same = plain("a", video=list(clip(0)), task="rewind", output_type="np", num_given_frames=2, seed=5,
+                 progress=False, num_inference_steps=3, decoding="autoregressive")
+    np.testing.assert_array_equal(out["frames"], same["frames"])  # every construction setting took effect
+    other = plain("a", video=list(clip(0)), task="rewind", output_type="np", num_given_frames=2, seed=5,
+                  progress=False, num_inference_steps=3)
+    assert not np.array_equal(out["frames"], other["frames"])  # the decoding setting mattered
+    overridden = configured("a", video=list(clip(0)), task="prediction", output_type="pt", num_given_frames=1)
+    assert overridden["given_frame_indices"] == [0] and isinstance(overridden["frames"], torch.Tensor)
+
+
+def test_dicts_lists_and_iterators_of_inputs(pipe):
+    requests = [{"prompt": "a", "images": [frame(1)]}, {"prompt": "b", "given_frames": {2: frame(2)}},
+                {"prompt": "", "video": list(clip(3))}]
+    settings = dict(output_type="np", temperature=0, progress=False, task=None)
+    as_list = pipe(requests[:2], batch_size=2, **settings)
+    assert [result["prompt"] for result in as_list] == ["a", "b"]
+    assert [result["given_frame_indices"] for result in as_list] == [[0], [2]]
+    one_by_one = [pipe(request, **settings) for request in requests[:2]]
+    for batched, single in zip(as_list, one_by_one):
+        np.testing.assert_array_equal(batched["frames"], single["frames"])
+    lazy = pipe((request for request in requests[:2]), batch_size=2, **settings)
+    assert not isinstance(lazy, list)  # an iterator: results come as they are made
+    for streamed, expected in zip(lazy, as_list):
+        np.testing.assert_array_equal(streamed["frames"], expected["frames"])
+    with pytest.raises(ValueError, match="With `video`, pass `task`"):
+        pipe(requests[2], **settings)
+    with pytest.raises(ValueError, match="An input dict holds `prompt`"):
+        pipe({"text": "a", "images": [frame(1)]}, progress=False)
+    with pytest.raises(ValueError, match="inside each dict"):
+        pipe(requests[:1], images=[[frame(1)]], progress=False)
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 1.5, True, "2"])
+def test_a_batch_size_that_is_not_a_positive_integer_is_refused(pipe, model_dir, batch_size):
+    with pytest.raises(ValueError, match="`batch_size` must be a positive integer"):
+        pipe(["a"], images=[[frame(1)]], batch_size=batch_size, progress=False)
+    with pytest.raises(ValueError, match="`batch_size` must be a positive integer"):
+        pipeline(TASK, model=str(model_dir), batch_size=batch_size)

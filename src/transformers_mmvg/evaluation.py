@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from .data.textshapes import centroid_error, format_caption, get_preset, trajectory
 from .masking import TASKS, given_mask_from_indices, task_given_indices
+from .pipeline_video_completion import VideoCompletionPipeline
 from .metrics import caption_following, psnr, ssim
 from .visualization import save_video_grid
 
@@ -141,27 +142,19 @@ def complete_rows(
     **complete_kwargs,
 ) -> np.ndarray:
     """MMVG completions (uint8, B x N x H x W x C) of `rows` from the frames at `given_indices` and their captions (or
-    `texts`, e.g. empty prompts), through the `MMVGProcessor` both ways. `complete_kwargs` go to `model.complete`
-    (decoding, num_inference_steps, ...)."""
+    `texts`, e.g. empty prompts), through the text-guided-video-completion pipeline: the one front-end every
+    completion goes through. `complete_kwargs` are its settings (decoding, num_inference_steps, ...)."""
     texts = [row["text"] for row in rows] if texts is None else list(texts)
-    generator = torch.Generator(device=model.device).manual_seed(generator_seed)
-    outputs = []
-    for start in tqdm(range(0, len(rows), batch_size), desc="completing", disable=not progress, leave=False):
-        chunk = rows[start : start + batch_size]
-        videos = [torch.as_tensor(np.asarray(row["frames"])) for row in chunk]
-        inputs = processor(text=texts[start : start + batch_size], videos=videos, return_tensors="pt",
-                           do_sample_frames=False)
-        given = given_mask_from_indices(given_indices, videos[0].shape[0])[None].expand(len(chunk), -1)
-        result = model.complete(
-            inputs["input_ids"].to(model.device),
-            inputs["attention_mask"].to(model.device),
-            inputs["pixel_values_videos"].to(model.device),
-            given.to(model.device),
-            generator=generator,
-            **complete_kwargs,
-        )
-        outputs.append(processor.video_processor.postprocess_video(result.frames.cpu(), output_type="np"))
-    return np.concatenate(outputs)
+    pipe = VideoCompletionPipeline(model=model, processor=processor, batch_size=batch_size)
+    texts = tqdm(texts, desc="completing", disable=not progress, leave=False)
+
+    def given_frames(row: dict) -> dict[int, torch.Tensor]:
+        frames = torch.as_tensor(np.asarray(row["frames"]))
+        return {index: frames[index] for index in given_indices}
+
+    inputs = ({"prompt": text, "given_frames": given_frames(row)} for text, row in zip(texts, rows))
+    results = pipe(inputs, output_type="np", seed=generator_seed, progress=False, **complete_kwargs)
+    return np.stack([result["frames"] for result in results])
 
 
 def evaluate_completion(

@@ -13,21 +13,25 @@
 
 Frames may be PIL images, image file paths, uint8 arrays / tensors (H, W, 3) or (3, H, W); any size (they are
 resized to cover the model's resolution and centre-cropped). A list of prompts completes a batch (the other inputs
-then are lists of the same length). `save_completion_gif`, `save_completion_video` and `save_completion_grid` write
+then are lists of the same length); so do input dicts, lists and iterators of them. Settings can be given to
+`pipeline(...)` or to each call. `save_completion_gif`, `save_completion_video` and `save_completion_grid` write
 the result.
 """
 
 from __future__ import annotations
 
+import numbers
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Sized
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader
 from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
+from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
 from .video_io import read_video, resize_center_crop, sample_frame_indices, write_video
 from .masking import TASKS, given_mask_from_indices, task_given_indices
@@ -93,9 +97,17 @@ class VideoCompletionPipeline(Pipeline):
     _load_image_processor = False
     _load_video_processor = False
     _load_feature_extractor = False
+    _CLIP_INPUTS = ("images", "video", "given_frames")
+    DEFAULT_BATCH_SIZE = 8
+
+    def __init__(self, *args, batch_size: int | None = None, **kwargs):
+        size = self.DEFAULT_BATCH_SIZE if batch_size is None else batch_size
+        super().__init__(*args, batch_size=_check_batch_size(size), **kwargs)
 
     def _sanitize_parameters(
         self,
+        task=None,
+        num_given_frames=None,
         decoding=None,
         num_inference_steps=None,
         guidance_scale=None,
@@ -108,8 +120,14 @@ class VideoCompletionPipeline(Pipeline):
         progress=None,
         **unknown,
     ):
+        """Split the settings (given to `pipeline(...)` or to a call; a call's win) into those of `preprocess`,
+        `_forward` and `postprocess`."""
         if unknown:
             raise TypeError(f"Unknown arguments for {TASK_NAME}: {sorted(unknown)}.")
+        preprocess = {name: value for name, value in (("task", task), ("num_given_frames", num_given_frames))
+                      if value is not None}  # fmt: skip
+        if task is not None and task not in TASKS:
+            raise ValueError(f"Unknown task {task!r}; expected one of {TASKS}.")
         forward = {}
         for name, value in (
             ("decoding", decoding),
@@ -125,7 +143,9 @@ class VideoCompletionPipeline(Pipeline):
         if generator is not None and seed is not None:
             raise ValueError("Pass `generator` or `seed`, not both.")
         if seed is not None:
-            generator = torch.Generator().manual_seed(int(seed))
+            if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+                raise TypeError(f"`seed` must be an integer, got {seed!r}.")
+            forward["seed"] = int(seed)
         if generator is not None:
             forward["generator"] = generator
         postprocess = {}
@@ -133,7 +153,7 @@ class VideoCompletionPipeline(Pipeline):
             if output_type not in OUTPUT_TYPES:
                 raise ValueError(f"Unknown `output_type` {output_type!r}; expected one of {OUTPUT_TYPES}.")
             postprocess["output_type"] = output_type
-        return {}, forward, postprocess
+        return preprocess, forward, postprocess
 
     # -- inputs ------------------------------------------------------------------------------------------------
 
@@ -178,24 +198,35 @@ class VideoCompletionPipeline(Pipeline):
             frames = {index: ground_truth[index] for index in indices}
         return {"prompt": prompt, "frames": frames, "ground_truth": ground_truth}
 
-    def preprocess(self, request: dict) -> dict:
+    def preprocess(self, inputs: dict, task: str | None = None, num_given_frames: int | None = None) -> dict:
+        """One clip's input `{"prompt", and one of "images" / "video" / "given_frames"}` -> model inputs (a batch of
+        one) and the request it came from."""
+        if not isinstance(inputs, Mapping):
+            raise TypeError(f"Each input must be a prompt or a dict with a `prompt`, got {type(inputs).__name__}.")
+        unknown = sorted(set(inputs) - {"prompt", *self._CLIP_INPUTS})
+        if unknown or "prompt" not in inputs:
+            raise ValueError(
+                f"An input dict holds `prompt` and one of {', '.join(self._CLIP_INPUTS)}; got keys {sorted(inputs)}."
+            )
+        request = self._request(inputs["prompt"], *(inputs.get(name) for name in self._CLIP_INPUTS), task,
+                                num_given_frames)  # fmt: skip
         config = self.model.config
         num_frames, resolution = config.num_frames, config.image_size
         clip = torch.zeros(num_frames, 3, resolution, resolution, dtype=torch.uint8)
         for index, frame in request["frames"].items():
             clip[index] = frame
-        inputs = self.processor(text=[request["prompt"]], videos=[clip], return_tensors="pt", do_sample_frames=False)
-        given = given_mask_from_indices(sorted(request["frames"]), num_frames)[None]
+        processed = self.processor(text=[request["prompt"]], videos=[clip], return_tensors="pt", do_sample_frames=False)
         return {
-            "input_ids": inputs["input_ids"],
-            "attention_mask": inputs["attention_mask"],
-            "pixel_values_videos": inputs["pixel_values_videos"],
-            "given_frames_mask": given,
+            "input_ids": processed["input_ids"],
+            "attention_mask": processed["attention_mask"],
+            "pixel_values_videos": processed["pixel_values_videos"],
+            "given_frames_mask": given_mask_from_indices(sorted(request["frames"]), num_frames)[None],
             "request": request,
         }
 
-    @staticmethod
-    def _collate(items: list[dict], pad_token_id: int) -> dict:
+    def _collate(self, items: list[dict]) -> dict:
+        """Model inputs of several clips -> one batch (captions padded to the longest)."""
+        pad_token_id = self.processor.tokenizer.pad_token_id
         width = max(item["input_ids"].shape[1] for item in items)
 
         def pad(tensor, value):
@@ -206,13 +237,23 @@ class VideoCompletionPipeline(Pipeline):
             "attention_mask": torch.cat([pad(item["attention_mask"], 0) for item in items]),
             "pixel_values_videos": torch.cat([item["pixel_values_videos"] for item in items]),
             "given_frames_mask": torch.cat([item["given_frames_mask"] for item in items]),
-            "requests": [item["request"] for item in items],
+            "request": [item["request"] for item in items],
         }
+
+    def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
+        """As `Pipeline.get_iterator`, with this pipeline's own collation of a batch (clips and captions)."""
+        dataset_class = PipelineDataset if isinstance(inputs, Sized) else PipelineIterator
+        dataset = dataset_class(inputs, self.preprocess, preprocess_params)
+        collate = (lambda items: items[0]) if batch_size == 1 else self._collate
+        loader = DataLoader(dataset, num_workers=num_workers, batch_size=batch_size, collate_fn=collate)
+        model_iterator = PipelineIterator(loader, self.forward, forward_params, loader_batch_size=batch_size)
+        return PipelineIterator(model_iterator, self.postprocess, postprocess_params)
 
     # -- model and outputs -------------------------------------------------------------------------------------
 
-    def _forward(self, model_inputs: dict, progress: bool = True, **complete_kwargs) -> dict:
-        requests = model_inputs.pop("requests")
+    def _forward(self, model_inputs: dict, progress: bool = True, seed: int | None = None, **complete_kwargs) -> dict:
+        if seed is not None:  # on the model's device, one stream per call of the model
+            complete_kwargs["generator"] = torch.Generator(device=self.model.device).manual_seed(seed)
         output = self.model.complete(
             model_inputs["input_ids"],
             model_inputs["attention_mask"],
@@ -221,67 +262,66 @@ class VideoCompletionPipeline(Pipeline):
             progress=progress,
             **complete_kwargs,
         )
-        return {"frames": output.frames, "given_frames_mask": output.given_frames_mask, "requests": requests}
+        return {"frames": output.frames, "given_frames_mask": output.given_frames_mask,
+                "request": model_inputs["request"]}  # fmt: skip
 
-    def postprocess(self, model_outputs: dict, output_type: str = "pil") -> list[dict]:
-        video_processor = self.processor.video_processor
-        results = []
-        for frames, given, request in zip(
-            model_outputs["frames"].cpu(), model_outputs["given_frames_mask"].cpu(), model_outputs["requests"]
-        ):
-            result = {
-                "frames": video_processor.postprocess_video(frames.float(), output_type=output_type),
-                "given_frame_indices": given.nonzero().flatten().tolist(),
-                "prompt": request["prompt"],
-            }
-            if request["ground_truth"] is not None:
-                truth = request["ground_truth"]
-                result["ground_truth"] = {
-                    "np": lambda: truth.permute(0, 2, 3, 1).numpy(),
-                    "pt": lambda: truth.clone(),
-                    "pil": lambda: [Image.fromarray(frame) for frame in truth.permute(0, 2, 3, 1).numpy()],
-                }[output_type]()
-            results.append(result)
-        return results
+    def postprocess(self, model_outputs: dict, output_type: str = "pil") -> dict:
+        """One clip's output (a batch of one) -> `{"frames", "given_frame_indices", "prompt"[, "ground_truth"]}`."""
+        request = model_outputs["request"]
+        frames, given = model_outputs["frames"][0].cpu(), model_outputs["given_frames_mask"][0].cpu()
+        result = {
+            "frames": self.processor.video_processor.postprocess_video(frames.float(), output_type=output_type),
+            "given_frame_indices": given.nonzero().flatten().tolist(),
+            "prompt": request["prompt"],
+        }
+        if request["ground_truth"] is not None:
+            truth = request["ground_truth"]
+            result["ground_truth"] = {
+                "np": lambda: truth.permute(0, 2, 3, 1).numpy(),
+                "pt": lambda: truth.clone(),
+                "pil": lambda: [Image.fromarray(frame) for frame in truth.permute(0, 2, 3, 1).numpy()],
+            }[output_type]()
+        return result
 
-    def __call__(
-        self,
-        prompt: str | Sequence[str],
-        images=None,
-        video=None,
-        given_frames=None,
-        task: str | None = None,
-        num_given_frames: int | None = None,
-        batch_size: int = 8,
-        **kwargs,
-    ):
-        """Complete one clip (`prompt` a string) or a batch (`prompt` a list; `images` / `video` / `given_frames`
-        then lists of the same length). See the class docstring for the inputs and knobs."""
-        batched = not isinstance(prompt, str)
-        prompts = list(prompt) if batched else [prompt]
+    def __call__(self, inputs, images=None, video=None, given_frames=None, **kwargs):
+        """Complete one clip or many.
+
+        - `pipe(prompt, images=... | video=... | given_frames=..., **settings)`: one clip, one result dict;
+        - `pipe([prompt, ...], images=[...], ...)`: one clip per prompt (the per-clip input a list of the same
+          length), a list of results;
+        - `pipe({"prompt": ..., "images": ...})`, a list of such dicts, or an iterator / `datasets.Dataset` of them
+          (results then come lazily, as from any transformers pipeline).
+
+        Settings (`task`, `num_given_frames`, the sampling knobs, `output_type`, `progress`, `batch_size`) can be given
+        here or to `pipeline(...)`; here wins. See the class docstring for what they mean."""
+        if "batch_size" in kwargs:
+            kwargs["batch_size"] = _check_batch_size(kwargs["batch_size"])
         per_clip = {"images": images, "video": video, "given_frames": given_frames}
-        if batched:
+        if isinstance(inputs, str):
+            inputs = {"prompt": inputs, **{name: value for name, value in per_clip.items() if value is not None}}
+        elif isinstance(inputs, (list, tuple)) and inputs and all(isinstance(prompt, str) for prompt in inputs):
             for name, value in per_clip.items():
-                if value is not None and (not isinstance(value, Sequence) or len(value) != len(prompts)):
-                    raise ValueError(f"With {len(prompts)} prompts, `{name}` must be a list of {len(prompts)} entries.")
-        requests = [
-            self._request(
-                text,
-                *((per_clip[name][index] if batched and per_clip[name] is not None else per_clip[name])
-                  for name in ("images", "video", "given_frames")),
-                task,
-                num_given_frames,
-            )
-            for index, text in enumerate(prompts)
-        ]
-        _, forward_params, postprocess_params = self._sanitize_parameters(**kwargs)
-        pad_token_id = self.processor.tokenizer.pad_token_id
-        results = []
-        for start in range(0, len(requests), batch_size):
-            items = [self.preprocess(request) for request in requests[start : start + batch_size]]
-            outputs = self.forward(self._collate(items, pad_token_id), **forward_params)
-            results.extend(self.postprocess(outputs, **postprocess_params))
-        return results if batched else results[0]
+                if value is not None and (not isinstance(value, Sequence) or len(value) != len(inputs)):
+                    raise ValueError(f"With {len(inputs)} prompts, `{name}` must be a list of {len(inputs)} entries.")
+            inputs = [
+                {"prompt": prompt, **{name: value[index] for name, value in per_clip.items() if value is not None}}
+                for index, prompt in enumerate(inputs)
+            ]
+        elif any(value is not None for value in per_clip.values()):
+            raise ValueError("With input dicts, put `images` / `video` / `given_frames` inside each dict.")
+        elif isinstance(inputs, tuple):
+            inputs = list(inputs)
+        elif not isinstance(inputs, (Mapping, list, Iterable)):
+            raise TypeError(f"The prompt must be a string (an empty one is allowed), got {type(inputs).__name__}.")
+        if isinstance(inputs, list) and not inputs:
+            return []
+        return super().__call__(inputs, **kwargs)
+
+
+def _check_batch_size(batch_size) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
+    return int(batch_size)
 
 
 def _as_uint8_frames(frames) -> np.ndarray:
