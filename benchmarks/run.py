@@ -564,8 +564,8 @@ def _mmvg_training_step(config_kwargs: dict, batch_size: int = MMVG_TRAIN_BATCH_
                         with_optimizer: bool = True) -> Callable[[], None]:
     """One MMVG training step on cached (here: random) tokens of untrained weights.
 
-    With `with_optimizer`, as examples/run_mmvg.py runs it: the model draws the given frames and the token mask
-    (adaptive p_t, task and sequential masking, caption dropout), AdamW (lr 5e-4, betas 0.9 / 0.95, weight decay
+    With `with_optimizer`, as examples/run_mmvg.py runs it: `draw_training_masks` draws the given frames and the token
+    mask (adaptive p_t, task and sequential masking, caption dropout), AdamW (lr 5e-4, betas 0.9 / 0.95, weight decay
     0.01), gradients clipped at norm 1. Without, forward and backward only on fixed inputs (frame 0 given, one drawn
     token mask), so that every call does the same work (FLOP counts, scaling curves)."""
     from transformers_mmvg import MMVGConfig, MMVGForVideoCompletion
@@ -586,9 +586,11 @@ def _mmvg_training_step(config_kwargs: dict, batch_size: int = MMVG_TRAIN_BATCH_
     optimizer = torch.optim.AdamW(parameters, lr=5e-4, betas=(0.9, 0.95), weight_decay=0.01)
     input_ids, token_ids = _caption_ids(config, batch_size), _random_video_tokens(config, batch_size)
 
-    def step():
+    def step():  # as MMVGTrainer: masks drawn outside the pure forward, p_t updated from the output
         optimizer.zero_grad(set_to_none=True)
-        model(input_ids, None, video_token_ids=token_ids).loss.backward()
+        output = model(**model.draw_training_masks(input_ids, None, video_token_ids=token_ids))
+        output.loss.backward()
+        model.update_mask_probabilities(output.frame_losses, output.frame_token_counts)
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
         optimizer.step()
 

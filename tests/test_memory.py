@@ -214,16 +214,17 @@ def test_complete_refuses_a_huge_batch_without_allocating_it(monkeypatch):
                        torch.zeros(1, config.num_frames, dtype=torch.bool).expand(huge, -1))
 
 
-def test_training_forward_is_checked_and_evaluation_forward_is_not(available):
+def test_training_is_checked_where_it_starts_and_forward_never_is(available, tmp_path):
+    from transformers import TrainingArguments
+
+    from transformers_mmvg.trainer_mmvg import MMVGTrainer
+
     model = tiny_model()
-    config = model.config
-    input_ids, pixels = tiny_inputs(config, batch_size=2)
+    input_ids, pixels = tiny_inputs(model.config, batch_size=2)
     available(2**20)
-    model.train()
+    args = TrainingArguments(str(tmp_path), per_device_train_batch_size=2, max_steps=1, use_cpu=True,
+                             report_to="none")
     with pytest.raises(MemoryError, match="training step of batch size 2"):
-        model(input_ids, None, pixels)
-    model.eval()
-    assert torch.isfinite(model(input_ids, None, pixels).loss)
-    available(64 * GIB)
-    model.train()
-    assert torch.isfinite(model(input_ids, None, pixels).loss)
+        MMVGTrainer(model=model, args=args, train_dataset=[{}]).train()
+    model.train()  # forward is pure: no check, no refusal, whatever the memory says
+    assert torch.isfinite(model(**model.draw_training_masks(input_ids, None, pixels)).loss)

@@ -103,17 +103,23 @@ def test_window_attention_sees_only_its_window():
 # -- training ------------------------------------------------------------------------------------------------------
 
 
-def test_forward_loss_frame_losses_and_p_update():
+def test_forward_is_pure_and_p_update_follows_the_rule_from_the_outputs_losses():
     model = tiny_model(mask_probability_alpha=0.5).train()
     input_ids, attention_mask, pixels = batch(model, batch_size=8)
     before = model.mask_probabilities.clone()
-    output = model(input_ids, attention_mask, pixels)
+    inputs = model.draw_training_masks(input_ids, attention_mask, pixels, generator=torch.Generator().manual_seed(0))
+    output = model(**inputs)
     assert output.logits.shape == (8, 6, 4, 4, 32)
     assert torch.isfinite(output.loss)
     assert torch.allclose(output.loss, output.frame_losses[output.frame_loss_mask].mean())
     assert not (output.token_mask & output.given_frames_mask[:, :, None, None]).any()
-    # p_t moved by exactly the paper's rule, from this output's per-frame losses L_t of the frames that had a loss:
+    assert torch.equal(output.frame_token_counts, inputs["token_mask"].sum(dim=(0, 2, 3)))
+    # pure: the same inputs give the same outputs, and nothing of the model changed
+    again = model(**inputs)
+    assert torch.equal(again.logits, output.logits) and torch.equal(model.mask_probabilities, before)
+    # p_t moves by exactly the paper's rule, from this output's per-frame losses L_t of the frames that had a loss:
     # p_t <- p_t + alpha * ((L_t / sum_s L_s) * sum_s p_s - p_t), clamped to the configured range
+    model.update_mask_probabilities(output.frame_losses, output.frame_token_counts)
     valid = output.frame_loss_mask
     assert valid.sum() >= 2  # several frames take part, so a loss read from the wrong frame changes the result
     losses, probabilities = output.frame_losses[valid].double(), before[valid].double()
@@ -122,10 +128,27 @@ def test_forward_loss_frame_losses_and_p_update():
     low, high = model.config.mask_probability_range
     torch.testing.assert_close(model.mask_probabilities.double(), expected.clamp(low, high), rtol=0, atol=1e-6)
     assert not torch.equal(model.mask_probabilities, before)
-    assert torch.equal(output.mask_probabilities, model.mask_probabilities)
     output.loss.backward()
     assert model.visual_projection.weight.grad is not None
     assert all(parameter.grad is None for parameter in model.tvq.parameters())
+
+
+def test_drawn_masks_follow_p_t_and_drop_captions():
+    model = tiny_model(text_drop_probability=1.0, task_masking_probability=0.0)
+    input_ids, attention_mask, pixels = batch(model, batch_size=4)
+    with torch.no_grad():
+        model.mask_probabilities.copy_(torch.tensor([0.05, 0.95, 0.95, 0.95, 0.95, 0.05]))
+    inputs = model.draw_training_masks(input_ids, attention_mask, pixels, generator=torch.Generator().manual_seed(1))
+    null_ids, null_mask = model._null_text(input_ids)
+    assert torch.equal(inputs["input_ids"], null_ids) and torch.equal(inputs["attention_mask"], null_mask)
+    same = model.draw_training_masks(input_ids, attention_mask, pixels, generator=torch.Generator().manual_seed(1))
+    assert all(torch.equal(value, same[key]) for key, value in inputs.items())  # the generator decides
+    many = model.draw_training_masks(input_ids.repeat(250, 1), None, pixels.repeat(250, 1, 1, 1, 1),
+                                     generator=torch.Generator().manual_seed(2))
+    hidden_rate = (~many["given_frames_mask"]).float().mean(0)
+    assert (hidden_rate[1:5] > 0.85).all() and (hidden_rate[[0, 5]] < 0.2).all()
+    with pytest.raises(ValueError, match="draw_training_masks"):
+        model(input_ids, attention_mask, pixels)
 
 
 def test_loss_is_the_cross_entropy_of_the_masked_tokens():
@@ -150,7 +173,9 @@ def test_no_nan_when_every_frame_is_hidden_and_the_text_is_empty():
     model = tiny_model(text_drop_probability=1.0).train()
     input_ids, attention_mask, pixels = batch(model)
     given = torch.zeros(3, 6, dtype=torch.bool)
-    output = model(input_ids, attention_mask, pixels, given_frames_mask=given)
+    inputs = model.draw_training_masks(input_ids, attention_mask, pixels)
+    output = model(**{**inputs, "given_frames_mask": given, "token_mask": torch.ones(3, 6, 4, 4, dtype=torch.bool)})
+    assert torch.equal(inputs["input_ids"][:, :2], model._null_text(input_ids)[0][:, :2])  # the empty prompt
     assert torch.isfinite(output.logits).all() and torch.isfinite(output.loss)
 
 
@@ -171,7 +196,7 @@ def test_activation_checkpointing_gives_the_same_gradients_and_bf16_autocast_run
         grads.append(model.decoder_layers[0].self_attn.qkv.weight.grad.clone())
     torch.testing.assert_close(grads[0], grads[1])
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        output = model(input_ids, attention_mask, pixels)
+        output = model(**model.draw_training_masks(input_ids, attention_mask, pixels))
     assert torch.isfinite(output.loss)
 
 
@@ -193,7 +218,8 @@ def test_a_tiny_model_overfits_a_handful_of_textshapes_clips():
     model.train()
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=5e-3)
     for _ in range(600):
-        loss = model(text["input_ids"], text["attention_mask"], video_token_ids=token_ids).loss
+        loss = model(**model.draw_training_masks(text["input_ids"], text["attention_mask"],
+                                                 video_token_ids=token_ids)).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -298,7 +324,8 @@ def test_bad_training_masks_and_decoding_names_are_rejected():
     with pytest.raises(ValueError, match="decoding"):
         model.complete(input_ids, attention_mask, pixels, given, decoding="beam")
     with pytest.raises(ValueError, match="max_text_length"):
-        model(torch.zeros(3, 80, dtype=torch.long), None, pixels)
+        model(torch.zeros(3, 80, dtype=torch.long), None, pixels, given_frames_mask=given,
+              token_mask=token_mask & ~given[:, :, None, None])
 
 
 # -- save / load ---------------------------------------------------------------------------------------------------
@@ -307,7 +334,9 @@ def test_bad_training_masks_and_decoding_names_are_rejected():
 def test_save_load_round_trip_is_exact_including_p(tmp_path):
     model = tiny_model(mask_probability_alpha=0.5).train()
     input_ids, attention_mask, pixels = batch(model)
-    model(input_ids, attention_mask, pixels)  # moves p
+    output = model(**model.draw_training_masks(input_ids, attention_mask, pixels))
+    model.update_mask_probabilities(output.frame_losses, output.frame_token_counts)  # moves p
+    assert not torch.equal(model.mask_probabilities, torch.full((6,), model.config.mask_probability))
     model.eval()
     model.save_pretrained(tmp_path)
     loaded = AutoModel.from_pretrained(tmp_path)

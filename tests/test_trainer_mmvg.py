@@ -21,7 +21,7 @@ from transformers_mmvg.evaluation import (
     score_clips,
 )
 from transformers_mmvg.masking import given_mask_from_indices
-from transformers_mmvg.trainer_mmvg import MMVGDataCollator, cache_video_tokens
+from transformers_mmvg.trainer_mmvg import MMVGDataCollator, MMVGTrainer, cache_video_tokens
 
 TINY_MMVG = dict(
     hidden_size=32, num_attention_heads=2, intermediate_size=64, num_encoder_layers=1, num_decoder_layers=2,
@@ -35,6 +35,31 @@ def textshapes(tmp_path_factory):
     write_textshapes(folder, num_clips=8, seed=3, num_workers=1)
     return load_video_folder(folder, num_frames=8, resolution=64)
 
+
+
+def test_a_training_step_updates_p_t_by_the_rule_from_its_own_losses(tmp_path, tvq_dir):
+    from transformers import TrainingArguments
+
+    model = MMVGForVideoCompletion.from_tvq(str(tvq_dir), mask_probability_alpha=0.5, **TINY_MMVG).train()
+    trainer = MMVGTrainer(model=model, args=TrainingArguments(str(tmp_path), use_cpu=True, report_to="none"))
+    inputs = {"input_ids": torch.tensor([[49406, 320, 49407]] * 8),
+              "video_token_ids": torch.randint(0, 32, (8, 8, 4, 4), generator=torch.Generator().manual_seed(0))}
+    before = model.mask_probabilities.clone()
+    torch.manual_seed(0)
+    _, output = trainer.compute_loss(model, inputs, return_outputs=True)
+    valid = output.frame_loss_mask
+    assert valid.sum() >= 2
+    losses, probabilities = output.frame_losses[valid].double(), before[valid].double()
+    expected = before.clone().double()
+    expected[valid] = probabilities + 0.5 * (losses / losses.sum() * probabilities.sum() - probabilities)
+    low, high = model.config.mask_probability_range
+    torch.testing.assert_close(model.mask_probabilities.double(), expected.clamp(low, high), rtol=0, atol=1e-6)
+    model.eval()  # evaluation draws from a seeded generator and leaves p_t alone
+    trainer._eval_batch_index = 0
+    first = trainer.compute_loss(model, inputs)
+    trainer._eval_batch_index = 0
+    assert trainer.compute_loss(model, inputs) == first
+    torch.testing.assert_close(model.mask_probabilities.double(), expected.clamp(low, high), rtol=0, atol=1e-6)
 
 
 def test_cached_tokens_match_the_models_own_tokenization(textshapes, tvq_dir):

@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
@@ -45,7 +44,7 @@ class MMVGOutput(ModelOutput):
         frame_losses (`torch.FloatTensor` of shape `(N,)`): L_t, the mean cross-entropy of the masked tokens of
             frame position t over the batch (0 where `frame_loss_mask` is False).
         frame_loss_mask (`torch.BoolTensor` of shape `(N,)`): positions that had masked tokens in this batch.
-        mask_probabilities (`torch.FloatTensor` of shape `(N,)`): p_t after this forward's update.
+        frame_token_counts (`torch.LongTensor` of shape `(N,)`): masked tokens behind each L_t (for p_t under DDP).
         given_frames_mask (`torch.BoolTensor` of shape `(B, N)`): the frames given to the model.
         token_mask (`torch.BoolTensor` of shape `(B, N, h, w)`): the tokens replaced by [MASK] and predicted.
         encoder_last_hidden_state (`torch.FloatTensor` of shape `(B, L, D)`): the encoder states {h}.
@@ -55,7 +54,7 @@ class MMVGOutput(ModelOutput):
     logits: torch.FloatTensor | None = None
     frame_losses: torch.FloatTensor | None = None
     frame_loss_mask: torch.BoolTensor | None = None
-    mask_probabilities: torch.FloatTensor | None = None
+    frame_token_counts: torch.LongTensor | None = None
     given_frames_mask: torch.BoolTensor | None = None
     token_mask: torch.BoolTensor | None = None
     encoder_last_hidden_state: torch.FloatTensor | None = None
@@ -445,7 +444,6 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
         self.class_logits.zero_init = True
 
         self.register_buffer("mask_probabilities", torch.full((config.num_frames,), config.mask_probability))
-        self._memory_checked_batch_size = None
         self.post_init()
 
     # -- construction ------------------------------------------------------------------------------------------
@@ -622,6 +620,68 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
 
     # -- training ----------------------------------------------------------------------------------------------
 
+    @torch.no_grad()
+    def draw_training_masks(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values_videos: torch.FloatTensor | None = None,
+        video_token_ids: torch.LongTensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """The random part of a training step, drawn outside `forward` (which is a pure function of its inputs):
+
+        - the given frames, each frame t hidden with probability p_t (`mask_probabilities`), or a named task's
+          (`masking.sample_given_frames`);
+        - the masked tokens of the hidden frames (`masking.sample_token_mask`);
+        - captions replaced by the empty prompt with probability `text_drop_probability` (for classifier-free
+          guidance).
+
+        Returns the keyword arguments of `forward`: the inputs given, with `given_frames_mask` and `token_mask` added
+        and the dropped captions replaced. `MMVGTrainer` calls it inside each step, then updates p_t from the output
+        (`update_mask_probabilities`)."""
+        config = self.config
+        batch_size = input_ids.shape[0]
+        visual = video_token_ids if video_token_ids is not None else pixel_values_videos
+        if visual is None:
+            raise ValueError("Pass `pixel_values_videos` (B, N, C, H, W) or `video_token_ids` (B, N, h, w).")
+        device = visual.device
+        given_frames_mask = sample_given_frames(
+            self.mask_probabilities.to(device), batch_size, task_probability=config.task_masking_probability,
+            generator=generator,
+        )  # fmt: skip
+        token_mask = sample_token_mask(
+            given_frames_mask, config.tokens_per_frame, config.sequential_masking_probability, generator=generator
+        ).view(batch_size, -1, config.latent_size, config.latent_size)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        if config.text_drop_probability > 0:
+            drop = torch.rand(batch_size, generator=generator, device=device) < config.text_drop_probability
+            if drop.any():
+                null_ids, null_mask = self._null_text(input_ids)
+                width = input_ids.shape[1]
+                input_ids = torch.where(drop[:, None], null_ids[:, :width], input_ids)
+                attention_mask = torch.where(drop[:, None], null_mask[:, :width], attention_mask)
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "given_frames_mask": given_frames_mask,
+                  "token_mask": token_mask}  # fmt: skip
+        if video_token_ids is not None:
+            inputs["video_token_ids"] = video_token_ids
+        else:
+            inputs["pixel_values_videos"] = pixel_values_videos
+        return inputs
+
+    @torch.no_grad()
+    def update_mask_probabilities(self, frame_losses: torch.Tensor, frame_token_counts: torch.Tensor) -> None:
+        """The adaptive rule on the buffer p_t, from the per-frame losses L_t of a batch and the number of masked
+        tokens behind each (positions without any take no part; `masking.update_mask_probabilities`). Under DDP,
+        pass the losses and counts of the global batch, so that every process keeps the same p_t."""
+        config = self.config
+        updated = update_mask_probabilities(
+            self.mask_probabilities, frame_losses, config.mask_probability_alpha, valid=frame_token_counts > 0,
+            bounds=tuple(config.mask_probability_range),
+        )  # fmt: skip
+        self.mask_probabilities.copy_(updated)
+
     def forward(
         self,
         input_ids: torch.LongTensor,
@@ -633,53 +693,37 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
         return_dict: bool | None = None,
     ) -> MMVGOutput | tuple:
         r"""
-        Masked video generation loss.
+        Masked video generation loss: a pure function of its inputs (same inputs, same outputs; no buffer changes).
 
         Args:
             input_ids (`torch.LongTensor` of shape `(B, L)`): CLIP token ids of the captions.
             attention_mask (`torch.Tensor` of shape `(B, L)`, *optional*): 1 for real tokens, 0 for padding.
             pixel_values_videos (`torch.FloatTensor` of shape `(B, N, C, H, W)`): frames in [-1, 1]; or
             video_token_ids (`torch.LongTensor` of shape `(B, N, h, w)`): their T-VQ tokens (e.g. cached).
-            given_frames_mask (`torch.BoolTensor` of shape `(B, N)`, *optional*): frames given to the model; drawn
-                from p_t (and the named tasks) when left out.
-            token_mask (`torch.BoolTensor` of shape `(B, N, h, w)`, *optional*): decoder tokens replaced by [MASK] and
-                predicted; drawn with `masking.sample_token_mask` when left out. Must be False on given frames.
-
-        In training mode, captions are replaced by the empty prompt with probability `text_drop_probability`, and
-        p_t is updated from this batch's L_t when the given frames were drawn here.
+            given_frames_mask (`torch.BoolTensor` of shape `(B, N)`): frames given to the model.
+            token_mask (`torch.BoolTensor` of shape `(B, N, h, w)`): decoder tokens replaced by [MASK] and predicted;
+                False on given frames. Both masks come from `draw_training_masks` in training (or any other rule).
         """
-        if self.training and self._memory_checked_batch_size != input_ids.shape[0]:
-            # once per batch size: a CPU allocator keeps freed memory, so later steps would read as not fitting
-            check_memory(self.config, input_ids.shape[0], self.device, training=True)
-            self._memory_checked_batch_size = input_ids.shape[0]
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        config = self.config
-        token_ids = self._visual_token_ids(pixel_values_videos, video_token_ids)
-        batch_size, num_frames = token_ids.shape[:2]
-        device = token_ids.device
-        draw_given = given_frames_mask is None
-        if draw_given:
-            given_frames_mask = sample_given_frames(
-                self.mask_probabilities, batch_size, task_probability=config.task_masking_probability
+        if given_frames_mask is None or token_mask is None:
+            raise ValueError(
+                "Pass `given_frames_mask` (B, N) and `token_mask` (B, N, h, w): draw them for training with "
+                "`model.draw_training_masks(input_ids, attention_mask, video_token_ids=...)`, which returns every "
+                "input of `forward`."
             )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        token_ids = self._visual_token_ids(pixel_values_videos, video_token_ids)
+        device = token_ids.device
         given_frames_mask = given_frames_mask.to(device=device, dtype=torch.bool)
-        if token_mask is None:
-            token_mask = sample_token_mask(
-                given_frames_mask, config.tokens_per_frame, config.sequential_masking_probability
-            ).view_as(token_ids)
         token_mask = token_mask.to(device=device, dtype=torch.bool)
+        if token_mask.shape != token_ids.shape or given_frames_mask.shape != token_ids.shape[:2]:
+            raise ValueError(
+                f"`token_mask` must have shape {tuple(token_ids.shape)} and `given_frames_mask` "
+                f"{tuple(token_ids.shape[:2])}; got {tuple(token_mask.shape)} and {tuple(given_frames_mask.shape)}."
+            )
         if (token_mask & given_frames_mask[:, :, None, None]).any():
             raise ValueError("`token_mask` masks tokens of given frames; given frames are never predicted.")
-
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        if self.training and config.text_drop_probability > 0:
-            drop = torch.rand(batch_size, device=device) < config.text_drop_probability
-            if drop.any():
-                null_ids, null_mask = self._null_text(input_ids)
-                width = input_ids.shape[1]
-                input_ids = torch.where(drop[:, None], null_ids[:, :width], input_ids)
-                attention_mask = torch.where(drop[:, None], null_mask[:, :width], attention_mask)
 
         encoder_states, encoder_mask = self.encode(input_ids, attention_mask, token_ids, given_frames_mask)
         logits = self.decode(token_ids, ~token_mask, encoder_states, encoder_mask)
@@ -687,35 +731,16 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
         token_losses = F.cross_entropy(rearrange(logits, "b t h w k -> b k t h w").float(), token_ids,
                                        reduction="none")
         loss_sums = (token_losses * token_mask).sum(dim=(0, 2, 3))
-        counts = token_mask.sum(dim=(0, 2, 3)).float()
-        if self.training and dist.is_available() and dist.is_initialized():
-            # identical p_t on every process: update from the losses of the global batch
-            totals = torch.stack([loss_sums.detach(), counts])
-            dist.all_reduce(totals)
-            global_sums, global_counts = totals
-        else:
-            global_sums, global_counts = loss_sums.detach(), counts
+        counts = token_mask.sum(dim=(0, 2, 3))
         frame_loss_mask = counts > 0
         frame_losses = loss_sums / counts.clamp(min=1)
         loss = frame_losses[frame_loss_mask].mean()
-
-        if self.training and draw_given and config.mask_probability_alpha > 0:
-            with torch.no_grad():
-                self.mask_probabilities.copy_(
-                    update_mask_probabilities(
-                        self.mask_probabilities,
-                        global_sums / global_counts.clamp(min=1),
-                        config.mask_probability_alpha,
-                        valid=global_counts > 0,
-                        bounds=tuple(config.mask_probability_range),
-                    )
-                )
         output = MMVGOutput(
             loss=loss,
             logits=logits,
             frame_losses=frame_losses.detach(),
             frame_loss_mask=frame_loss_mask,
-            mask_probabilities=self.mask_probabilities.clone(),
+            frame_token_counts=counts,
             given_frames_mask=given_frames_mask,
             token_mask=token_mask,
             encoder_last_hidden_state=encoder_states,

@@ -15,10 +15,12 @@ from collections import defaultdict
 import datasets
 import numpy as np
 import torch
+import torch.distributed as dist
 from tqdm.auto import tqdm
 from transformers import Trainer
 
 from .evaluation import evaluate_completion
+from .memory import check_memory
 from .modeling_mmvg import MMVGForVideoCompletion
 from .processing_mmvg import MMVGProcessor
 
@@ -76,18 +78,52 @@ class MMVGTrainer(Trainer):
         self.completion_tasks = tuple(completion_tasks)
         self._frame_sums = defaultdict(float)
         self._frame_counts = defaultdict(int)
+        self._eval_batch_index = 0
+
+    def train(self, *args, **kwargs):
+        """As `Trainer.train`, after refusing a batch size that cannot fit in memory (`memory.check_memory`)."""
+        model = self.accelerator.unwrap_model(self.model)
+        check_memory(model.config, self.args.per_device_train_batch_size, self.args.device, training=True)
+        return super().train(*args, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        outputs = model(**inputs)
+        """Draw this step's masks (given frames from p_t, masked tokens, dropped captions), run the pure `forward`,
+        and in training update p_t from the per-frame losses of the global batch. Evaluation batches draw their masks
+        from a generator seeded by the batch's position, so `eval_loss` is the same at every evaluation."""
+        unwrapped = self.accelerator.unwrap_model(model)
+        generator = None
+        if not model.training:
+            generator = torch.Generator(device=unwrapped.device).manual_seed(self._eval_batch_index)
+            self._eval_batch_index += 1
+        outputs = model(**unwrapped.draw_training_masks(**inputs, generator=generator))
         if model.training:
+            self._update_mask_probabilities(unwrapped, outputs)
             for index, (value, valid) in enumerate(zip(outputs.frame_losses.tolist(), outputs.frame_loss_mask.tolist())):
                 if valid:
                     self._frame_sums[index] += value
                     self._frame_counts[index] += 1
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
+    @staticmethod
+    def _update_mask_probabilities(model: MMVGForVideoCompletion, outputs) -> None:
+        """p_t from the L_t of the global batch: sums and counts all-reduced, so every process keeps the same p_t."""
+        if model.config.mask_probability_alpha <= 0:
+            return
+        counts = outputs.frame_token_counts.detach().float()
+        totals = torch.stack([outputs.frame_losses.detach().float() * counts, counts])
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(totals)
+        sums, counts = totals
+        model.update_mask_probabilities(sums / counts.clamp(min=1), counts)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        self._eval_batch_index = 0
+        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        metrics.update(self._completion_metrics(metric_key_prefix))
+        return metrics
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        """The masked-generation loss on a held-out batch (masks drawn as in training)."""
+        """The masked-generation loss on a held-out batch (masks drawn as in training, from a seeded generator)."""
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad():
             loss = self.compute_loss(model, inputs)
@@ -104,22 +140,21 @@ class MMVGTrainer(Trainer):
                 logs[f"mask_probability_{index}"] = round(value, 4)
         super().log(logs, start_time)
 
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
-        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-        if self.completion_rows:
-            model = self.accelerator.unwrap_model(self.model)
-            was_training = model.training
-            model.eval()
-            results = evaluate_completion(
-                model, self.processing_class, self.completion_rows, tasks=self.completion_tasks,
-                **self.completion_kwargs,
-            )
-            model.train(was_training)
-            extra = {}
-            for task, methods in results.items():
-                for name, value in methods["mmvg"].items():
-                    if name != "scored_frames":  # the sample size (num_clips) is logged with every figure
-                        extra[f"{metric_key_prefix}_{task}_{name}"] = value
-            self.log(extra)
-            metrics.update(extra)
-        return metrics
+    def _completion_metrics(self, metric_key_prefix: str) -> dict[str, float]:
+        """Completion quality on `completion_rows` (logged), or nothing without them."""
+        if not self.completion_rows:
+            return {}
+        model = self.accelerator.unwrap_model(self.model)
+        was_training = model.training
+        model.eval()
+        results = evaluate_completion(
+            model, self.processing_class, self.completion_rows, tasks=self.completion_tasks, **self.completion_kwargs,
+        )  # fmt: skip
+        model.train(was_training)
+        extra = {}
+        for task, methods in results.items():
+            for name, value in methods["mmvg"].items():
+                if name != "scored_frames":  # the sample size (num_clips) is logged with every figure
+                    extra[f"{metric_key_prefix}_{task}_{name}"] = value
+        self.log(extra)
+        return extra
