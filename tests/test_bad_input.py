@@ -97,7 +97,8 @@ def test_videos_of_different_sizes_and_frame_rates_load_as_uniform_frames(tmp_pa
     pixels = batch["pixel_values_videos"]
     assert pixels.shape == (2, FRAMES, 3, SIZE, SIZE) and pixels.dtype == torch.float32
     assert pixels[0, :, 0, 0, 0].tolist() == pytest.approx([8 * t / 127.5 - 1 for t in sample_frame_indices(10, FRAMES)])
-    assert torch.isfinite(tiny_model().train()(**batch).loss)
+    model = tiny_model().train()
+    assert torch.isfinite(model(**model.draw_training_masks(**batch)).loss)
 
 
 @pytest.mark.parametrize(
@@ -135,7 +136,7 @@ def test_non_finite_pixels_are_rejected_in_training_and_tokenization(bad_value):
     pixels = torch.zeros(2, FRAMES, 3, SIZE, SIZE)
     pixels[1, 3, 0, 7, 7] = bad_value
     with pytest.raises(ValueError, match="`pixel_values_videos` contains NaN or infinite values"):
-        model(input_ids, None, pixels)
+        model(**model.draw_training_masks(input_ids, None, pixels))
     with pytest.raises(ValueError, match="`pixel_values_videos` contains NaN or infinite values"):
         model.tokenize_video(pixels)
     given = given_mask_from_indices([0], FRAMES)[None].expand(2, -1)
@@ -186,7 +187,8 @@ def test_a_tvq_of_another_codebook_size(checkpoint_dir, tvq_64_codes_dir):
     model = MMVGForVideoCompletion.from_tvq(str(tvq_64_codes_dir), **TINY)
     assert model.config.codebook_size == model.config.tvq_config.codebook_size == 64
     assert model.class_logits.out_features == 64
-    logits = model(torch.randint(0, 1000, (1, 5)), None, torch.zeros(1, FRAMES, 3, SIZE, SIZE)).logits
+    inputs = model.draw_training_masks(torch.randint(0, 1000, (1, 5)), None, torch.zeros(1, FRAMES, 3, SIZE, SIZE))
+    logits = model(**inputs).logits
     assert logits.shape[-1] == 64
     # putting it into an MMVG trained on 32 codes is refused, naming the codebook
     trained = MMVGForVideoCompletion.from_pretrained(checkpoint_dir)

@@ -76,3 +76,15 @@ def test_saved_folder_loads_and_completes_without_the_package(tmp_path):
     here = pipeline("text-guided-video-completion", model=str(tmp_path / "local"))
     expected = here("the red circle moves left", images=[frame], output_type="np", temperature=0.0, progress=False)
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expected["frames"])
+
+
+def test_loading_a_hub_folder_does_not_take_the_task_from_the_package(tmp_path):
+    from transformers_mmvg import VideoCompletionPipeline
+
+    model = tiny_model()
+    save_for_hub(model, tiny_processor(), tmp_path / "hub", build_model_card(model))
+    remote = pipeline("text-guided-video-completion", model=str(tmp_path / "hub"), trust_remote_code=True)
+    assert type(remote).__module__.startswith("transformers_modules.")  # the folder's own copy of the pipeline
+    model.save_pretrained(tmp_path / "local")
+    tiny_processor().save_pretrained(tmp_path / "local")
+    assert type(pipeline("text-guided-video-completion", model=str(tmp_path / "local"))) is VideoCompletionPipeline

@@ -32,7 +32,14 @@ AutoModel.register(MMVGConfig, MMVGForVideoCompletion)
 # --- end MMVG ---
 
 # --- text-guided-video-completion pipeline ---
-from .pipeline_video_completion import VideoCompletionPipeline  # noqa: E402
+from transformers.pipelines import PIPELINE_REGISTRY  # noqa: E402
+
+from .pipeline_video_completion import TASK_NAME, VideoCompletionPipeline  # noqa: E402
+
+# here, not in the pipeline's module: a Hub folder carries a copy of that module, and loading it with
+# trust_remote_code must not take the task over from the installed package in the same process
+PIPELINE_REGISTRY.register_pipeline(TASK_NAME, pipeline_class=VideoCompletionPipeline, pt_model=AutoModel,
+                                    type="multimodal")
 # --- end pipeline ---
 
 __all__ = [

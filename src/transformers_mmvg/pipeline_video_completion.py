@@ -29,8 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader
-from transformers import AutoModel, Pipeline
-from transformers.pipelines import PIPELINE_REGISTRY
+from transformers import Pipeline
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
 from .video_io import read_video, resize_center_crop, sample_frame_indices, write_video
@@ -357,9 +356,6 @@ def save_completion_grid(result: dict, path: str | os.PathLike, scale: int = 2) 
     return save_video_grid(videos, path, labels=labels, scale=scale, highlight=[given] * len(videos))
 
 
-PIPELINE_REGISTRY.register_pipeline(
-    TASK_NAME, pipeline_class=VideoCompletionPipeline, pt_model=AutoModel, type="multimodal"
-)
 
 __all__ = [
     "VideoCompletionPipeline",
