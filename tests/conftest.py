@@ -20,7 +20,7 @@ TINY_TVQ_64 = dict(
 
 @pytest.fixture(scope="module")
 def tvq_dir(tmp_path_factory):
-    """A saved, untrained tiny T-VQ (the `--tvq_path` of run_mmvg.py)."""
+    """A saved, untrained tiny T-VQ (the `--tvq_path` of train_mmvg / run_mmvg.py)."""
     folder = tmp_path_factory.mktemp("tvq")
     torch.manual_seed(0)
     TVQModel(TVQConfig(**TINY_TVQ_64)).save_pretrained(folder)

@@ -1,8 +1,9 @@
-"""Runs an example script under `torchrun` or `accelerate launch` and records what every process ended with.
+"""Runs a training command under `torchrun` or `accelerate launch` and records what every process ended with.
 
     torchrun --nproc_per_node 2 tests/ddp_launcher.py {tvq,mmvg} --output_dir DIR --ddp_backend gloo ...
 
-The arguments after the stage name go to `examples/run_tvq.py` / `examples/run_mmvg.py` unchanged. When training
+The arguments after the stage name go to `training_runs.train_tvq` / `train_mmvg` (the functions behind
+`examples/run_tvq.py` / `examples/run_mmvg.py`) unchanged. When training
 ends, each process writes its model's `state_dict()` (parameters and buffers: the T-VQ codebook and its usage
 counters, MMVG's p_t `mask_probabilities`) to `DIR/rank<process index>.safetensors`, so a test can check that the
 processes stayed identical.
@@ -14,7 +15,7 @@ from pathlib import Path
 from safetensors.torch import save_file
 from transformers import TrainerCallback
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+from transformers_mmvg.training_runs import train_mmvg, train_tvq
 
 
 class SaveStateDictPerRank(TrainerCallback):
@@ -27,13 +28,10 @@ class SaveStateDictPerRank(TrainerCallback):
 
 def main() -> None:
     stage, argv = sys.argv[1], sys.argv[2:]
-    if stage == "tvq":
-        import run_tvq as script
-    elif stage == "mmvg":
-        import run_mmvg as script
-    else:
+    trainers = {"tvq": train_tvq, "mmvg": train_mmvg}
+    if stage not in trainers:
         raise SystemExit(f"usage: ddp_launcher.py {{tvq,mmvg}} ARGS... (got {stage!r})")
-    script.main(argv, callbacks=[SaveStateDictPerRank()])
+    trainers[stage](argv, callbacks=[SaveStateDictPerRank()])
 
 
 if __name__ == "__main__":

@@ -44,9 +44,9 @@ MUTATIONS = (
         name="infilling-ignores-caption",
         claim="the committed MMVG follows the caption when infilling (README: 100%)",
         path="src/transformers_mmvg/modeling_mmvg.py",
-        anchor="        known = given_frames_mask[:, :, None, None].expand_as(token_ids).clone()\n",
+        anchor="        known = given_frames_mask[:, :, None, None].expand_as(token_ids)\n",
         replacement=(
-            "        known = given_frames_mask[:, :, None, None].expand_as(token_ids).clone()\n"
+            "        known = given_frames_mask[:, :, None, None].expand_as(token_ids)\n"
             "        if given_frames_mask[:, 0].all() and given_frames_mask[:, -1].all():\n"
             "            input_ids, attention_mask = self._null_text(input_ids)\n"
         ),

@@ -18,7 +18,6 @@ Covered elsewhere, not repeated here:
 
 import json
 import logging
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -172,21 +171,20 @@ def test_loading_a_checkpoint_into_another_config_names_the_fields(checkpoint_di
     assert message.count("checkpoint") == 1  # only the field asked for, not every derived one
 
 
-def test_run_mmvg_refuses_a_checkpoint_of_another_number_of_frames(checkpoint_dir):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
-    from run_mmvg import ModelArguments, build_model
+def test_mmvg_training_refuses_a_checkpoint_of_another_number_of_frames(checkpoint_dir):
+    from transformers_mmvg.training_runs import MMVGModelArguments, build_mmvg_model
 
-    args = ModelArguments(model_name_or_path=str(checkpoint_dir))
+    args = MMVGModelArguments(model_name_or_path=str(checkpoint_dir))
     with pytest.raises(ValueError, match="the model expects 6 frames of 16px; the data has 8 frames of 16px"):
-        build_model(args, num_frames=8, resolution=SIZE)
-    assert build_model(args, num_frames=FRAMES, resolution=SIZE).config.num_frames == FRAMES
+        build_mmvg_model(args, num_frames=8, resolution=SIZE)
+    assert build_mmvg_model(args, num_frames=FRAMES, resolution=SIZE).config.num_frames == FRAMES
 
 
 def test_a_tvq_of_another_codebook_size(checkpoint_dir, tvq_64_codes_dir):
     # from_tvq builds the MMVG around the T-VQ: the output head scores its 64 codes
     model = MMVGForVideoCompletion.from_tvq(str(tvq_64_codes_dir), **TINY)
     assert model.config.codebook_size == model.config.tvq_config.codebook_size == 64
-    assert model.class_logits.out_features == 64
+    assert model.head.class_logits.out_features == 64
     inputs = model.draw_training_masks(torch.randint(0, 1000, (1, 5)), None, torch.zeros(1, FRAMES, 3, SIZE, SIZE))
     logits = model(**inputs).logits
     assert logits.shape[-1] == 64

@@ -58,3 +58,22 @@ def test_demo_completes_held_out_clips_and_writes_every_artifact(tmp_path, tiny_
 def test_demo_names_a_missing_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match="--from-scratch"):
         demo.main(["--out", str(tmp_path), "--num-test", "2", "--mmvg", str(tmp_path / "nowhere")])
+
+
+def test_from_scratch_trains_with_the_commands_of_the_committed_checkpoints(tmp_path, monkeypatch):
+    """`--from-scratch` runs the package's training functions (no path into the repository's examples/) with the
+    arguments `checkpoints/README.md` records, T-VQ first, MMVG on that T-VQ."""
+    calls = []
+    monkeypatch.setattr(demo, "train_tvq", lambda argv: calls.append(("tvq", argv)))
+    monkeypatch.setattr(demo, "train_mmvg", lambda argv: calls.append(("mmvg", argv)))
+    (tmp_path / "tvq").mkdir()  # a previous run's folder is replaced
+    demo.prepare_models(tmp_path, from_scratch=True, tvq_source=tmp_path / "unused", mmvg_source=tmp_path / "unused")
+    assert not (tmp_path / "tvq").exists()
+    assert calls == [
+        ("tvq", ["--output_dir", str(tmp_path / "tvq"), "--num_train_clips", "2000", "--num_eval_clips", "200",
+                 "--save_strategy", "no"]),
+        ("mmvg", ["--tvq_path", str(tmp_path / "tvq"), "--output_dir", str(tmp_path / "mmvg"), "--data_dir",
+                  str(tmp_path / "data"), *demo.MMVG_TRAINING_ARGS, "--save_strategy", "no"]),
+    ]  # fmt: skip
+    assert demo.MMVG_TRAINING_ARGS[:10] == ["--num_train_clips", "10000", "--num_eval_clips", "200", "--max_steps",
+                                           "5000", "--learning_rate", "5e-4", "--eval_strategy", "steps"]

@@ -31,7 +31,7 @@ EVAL_RESULTS = {
 # the weights, configs and card, and the code that loads them without the package (test_remote_code.py)
 SAVED_FILES = sorted([
     "README.md", "config.json", "model.safetensors", "processor_config.json", "tokenizer.json", "tokenizer_config.json",
-    "configuration_mmvg.py", "configuration_tvq.py", "decoding.py", "losses_tvq.py", "masking.py", "memory.py",
+    "configuration_mmvg.py", "configuration_tvq.py", "decoding.py", "masking.py", "memory.py",
     "modeling_mmvg.py", "modeling_tvq.py", "pipeline_video_completion.py", "processing_mmvg.py",
     "tokenization_mmvg.py", "video_io.py", "video_processing_mmvg.py", "visualization.py",
 ])  # fmt: skip
@@ -59,7 +59,7 @@ def test_card_reports_sizes_results_usage_limitations_and_citation(model):
     card = build_model_card(model, EVAL_RESULTS, {"learning_rate": 5e-4, "max_steps": 3000}, repo_id="me/tiny-mmvg")
     text = str(card)
     tvq_parameters = model.tvq.num_parameters()
-    assert model.num_parameters() == 456_919 and tvq_parameters == 21_895
+    assert model.num_parameters() == 457_047 and tvq_parameters == 21_895  # + 32 x 4 code vectors in the base model
     for row in [
         "| frames per clip | 6 |",
         "| resolution | 16x16 pixels |",
@@ -70,8 +70,8 @@ def test_card_reports_sizes_results_usage_limitations_and_citation(model):
         "| encoder layers | 1 |",
         "| decoder layers (Video Swin) | 2 |",
         "| decoder window (frames, rows, columns) | 3 x 2 x 2 |",
-        "| parameters without the frozen T-VQ | 0.44M (435,024) |",
-        "| parameters with the frozen T-VQ | 0.46M (456,919) |",
+        "| trainable parameters (all but the frozen T-VQ and its code vectors) | 0.44M (435,024) |",
+        "| parameters with the frozen T-VQ | 0.46M (457,047) |",
         # the measured numbers, caption following as percentages
         "| prediction | 0 | 87.5% | 3.12 px | 21.50 dB | 0.812 |",
         "| rewind | 5 | 50.0% | not measured | not measured | not measured |",

@@ -202,7 +202,7 @@ def test_parallel_decode_keeps_known_tokens_and_uses_num_steps_calls():
     calls = []
     target = torch.arange(20) % 7
 
-    def logits_fn(token_ids, known):
+    def logits_fn(token_ids, known, frame=None):
         calls.append(known.sum().item())
         return torch.nn.functional.one_hot(target, 7).float().expand(2, -1, -1) * 10
 
@@ -218,4 +218,4 @@ def test_parallel_decode_keeps_known_tokens_and_uses_num_steps_calls():
 
 def test_parallel_decode_rejects_zero_steps():
     with pytest.raises(ValueError, match="num_steps"):
-        parallel_decode(lambda ids, known: None, torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 2).bool(), 0)
+        parallel_decode(lambda ids, known, frame: None, torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 2).bool(), 0)

@@ -63,11 +63,12 @@ def test_decoder_is_block_causal_over_frames():
     token_ids = model.tokenize_video(pixels)
     known = torch.ones_like(token_ids, dtype=torch.bool)
     given = given_mask_from_indices([0], 6)[None].expand(3, -1)
-    states, mask = model.encode(input_ids, attention_mask, token_ids, given)
-    logits = model.decode(token_ids, known, states, mask)
+    encoded = model.model.encode(input_ids, attention_mask, token_ids, given)
+    states, mask = encoded.encoder_last_hidden_state, encoded.encoder_attention_mask
+    logits = model.video_logits(token_ids, known, states, mask)
     changed = token_ids.clone()
     changed[:, 4] = (changed[:, 4] + 1) % 32
-    changed_logits = model.decode(changed, known, states, mask)
+    changed_logits = model.video_logits(changed, known, states, mask)
     assert torch.equal(logits[:, :4], changed_logits[:, :4])  # earlier frames never see a later one
     assert not torch.allclose(logits[:, 4:], changed_logits[:, 4:])
 
@@ -78,13 +79,12 @@ def test_frame_by_frame_decoding_with_the_cache_equals_the_full_decoder():
     token_ids = model.tokenize_video(pixels)
     known = torch.rand(token_ids.shape, generator=torch.Generator().manual_seed(0)) < 0.5
     given = given_mask_from_indices([0, 5], 6)[None].expand(3, -1)
-    states, mask = model.encode(input_ids, attention_mask, token_ids, given)
-    full = model.decode(token_ids, known, states, mask)
-    cache = MMVGDecoderCache(model._cross_key_values(states), mask)
+    encoded = model.model.encode(input_ids, attention_mask, token_ids, given)
+    states, mask = encoded.encoder_last_hidden_state, encoded.encoder_attention_mask
+    full = model.video_logits(token_ids, known, states, mask)
+    cache = MMVGDecoderCache(model.config.num_decoder_layers)
     for frame in range(6):
-        previous = token_ids[:, frame - 1] if frame else torch.zeros_like(token_ids[:, 0])
-        previous_known = known[:, frame - 1] if frame else torch.zeros_like(known[:, 0])
-        logits = model.decode_frame(token_ids[:, frame], known[:, frame], previous, previous_known, frame, cache, True)
+        logits = model.video_logits(token_ids, known, states, mask, cache, frame_index=frame, commit=True)
         torch.testing.assert_close(logits, full[:, frame], atol=1e-5, rtol=1e-5)
     # the cache keeps only what a later frame can still attend to (window of 3 frames -> 2 finished frames)
     assert [len(layer) for layer in cache.self_attention] == [2, 2]
@@ -92,7 +92,7 @@ def test_frame_by_frame_decoding_with_the_cache_equals_the_full_decoder():
 
 def test_window_attention_sees_only_its_window():
     model = tiny_model(window_size=[2, 2, 2], num_decoder_layers=1)
-    attention = model.decoder_layers[0].self_attn  # not shifted: windows are frames {0,1},{2,3},... rows {0,1},{2,3}
+    attention = model.model.decoder.layers[0].self_attn  # not shifted: windows are frames {0,1},{2,3},... rows {0,1},{2,3}
     coords = torch.tensor([[1, 1, 1], [0, 0, 0], [1, 0, 0], [2, 1, 1], [1, 2, 1], [0, 1, 1]])
     bias = attention.attention_bias(coords[:1], coords, torch.ones(6, dtype=torch.bool))
     allowed = torch.isfinite(bias[0, 0]).tolist()
@@ -111,8 +111,8 @@ def test_forward_is_pure_and_p_update_follows_the_rule_from_the_outputs_losses()
     output = model(**inputs)
     assert output.logits.shape == (8, 6, 4, 4, 32)
     assert torch.isfinite(output.loss)
-    assert torch.allclose(output.loss, output.frame_losses[output.frame_loss_mask].mean())
-    assert not (output.token_mask & output.given_frames_mask[:, :, None, None]).any()
+    assert torch.allclose(output.loss, output.frame_losses[output.frame_token_counts > 0].mean())
+    assert not (inputs["token_mask"] & inputs["given_frames_mask"][:, :, None, None]).any()
     assert torch.equal(output.frame_token_counts, inputs["token_mask"].sum(dim=(0, 2, 3)))
     # pure: the same inputs give the same outputs, and nothing of the model changed
     again = model(**inputs)
@@ -120,7 +120,7 @@ def test_forward_is_pure_and_p_update_follows_the_rule_from_the_outputs_losses()
     # p_t moves by exactly the paper's rule, from this output's per-frame losses L_t of the frames that had a loss:
     # p_t <- p_t + alpha * ((L_t / sum_s L_s) * sum_s p_s - p_t), clamped to the configured range
     model.update_mask_probabilities(output.frame_losses, output.frame_token_counts)
-    valid = output.frame_loss_mask
+    valid = output.frame_token_counts > 0
     assert valid.sum() >= 2  # several frames take part, so a loss read from the wrong frame changes the result
     losses, probabilities = output.frame_losses[valid].double(), before[valid].double()
     expected = before.clone().double()
@@ -129,7 +129,7 @@ def test_forward_is_pure_and_p_update_follows_the_rule_from_the_outputs_losses()
     torch.testing.assert_close(model.mask_probabilities.double(), expected.clamp(low, high), rtol=0, atol=1e-6)
     assert not torch.equal(model.mask_probabilities, before)
     output.loss.backward()
-    assert model.visual_projection.weight.grad is not None
+    assert model.model.embeddings.visual_projection.weight.grad is not None
     assert all(parameter.grad is None for parameter in model.tvq.parameters())
 
 
@@ -164,7 +164,7 @@ def test_loss_is_the_cross_entropy_of_the_masked_tokens():
     log_probs = output.logits.log_softmax(-1).gather(-1, token_ids[..., None])[..., 0]
     expected_2 = -log_probs[:, 2, 1, 3].mean()
     expected_4 = -log_probs[0, 4].mean()
-    assert output.frame_loss_mask.tolist() == [False, False, True, False, True, False]
+    assert (output.frame_token_counts > 0).tolist() == [False, False, True, False, True, False]
     torch.testing.assert_close(output.frame_losses[2], expected_2)
     torch.testing.assert_close(output.loss, (expected_2 + expected_4) / 2)
 
@@ -182,19 +182,26 @@ def test_no_nan_when_every_frame_is_hidden_and_the_text_is_empty():
 def test_activation_checkpointing_gives_the_same_gradients_and_bf16_autocast_runs():
     input_ids, attention_mask, pixels = batch(tiny_model())
     grads = []
-    for checkpointing in (False, True):
+    # off, then transformers' default, then both kinds of torch checkpointing: the encoder states reach every decoder
+    # layer as a plain tensor argument, so the re-entrant kind also carries their gradient back to the encoder
+    for checkpointing in (None, {}, {"use_reentrant": True}, {"use_reentrant": False}):
         model = tiny_model(text_drop_probability=0.0)
         token_ids = model.tokenize_video(pixels)
         given = given_mask_from_indices([0], 6)[None].expand(3, -1)
         token_mask = ~given[:, :, None, None].expand_as(token_ids)
-        if checkpointing:
-            model.activation_checkpointing_enable()
+        if checkpointing is not None:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=checkpointing)
         model.train()
         loss = model(input_ids, attention_mask, video_token_ids=token_ids, given_frames_mask=given,
                      token_mask=token_mask).loss
         loss.backward()
-        grads.append(model.decoder_layers[0].self_attn.qkv.weight.grad.clone())
-    torch.testing.assert_close(grads[0], grads[1])
+        grads.append({name: parameter.grad.clone() for name, parameter in model.named_parameters()
+                      if parameter.requires_grad})
+    assert grads[0]["model.embeddings.word_projection.weight"].abs().sum() > 0  # the encoder does get gradients
+    for checkpointed in grads[1:]:
+        assert checkpointed.keys() == grads[0].keys()
+        for name, grad in grads[0].items():
+            torch.testing.assert_close(checkpointed[name], grad, msg=name)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         output = model(**model.draw_training_masks(input_ids, attention_mask, pixels))
     assert torch.isfinite(output.loss)
@@ -214,6 +221,7 @@ def test_a_tiny_model_overfits_a_handful_of_textshapes_clips():
     model = tiny_model(text_drop_probability=0.0)
     model.tvq.train()(pixels)  # the T-VQ's data init: patches that look alike share a code
     model.tvq.eval()
+    model.copy_tvq_codebook()
     token_ids = model.tokenize_video(pixels)
     model.train()
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=5e-3)
@@ -289,7 +297,7 @@ def test_greedy_decoding_modes_agree_when_the_model_ignores_its_inputs():
         for parameter in model.parameters():
             if parameter.requires_grad:
                 parameter.zero_()
-        model.class_logits.bias[5] = 4.0
+        model.head.class_logits.bias[5] = 4.0
     input_ids, attention_mask, pixels = batch(model, batch_size=1)
     given = given_mask_from_indices([0], 6)[None]
     for decoding in ("parallel", "autoregressive"):
@@ -379,3 +387,21 @@ def test_guidance_scale_zero_is_the_empty_prompt(decoding):
     conditional = model.complete(input_ids, attention_mask, pixels, given, **kwargs)
     assert torch.equal(guided.token_ids, empty.token_ids)
     assert not torch.equal(conditional.token_ids, empty.token_ids)
+
+
+def test_eager_and_sdpa_attention_agree_and_eager_returns_the_weights():
+    input_ids, attention_mask, pixels = batch(tiny_model())
+    inputs = tiny_model().draw_training_masks(input_ids, attention_mask, pixels, generator=torch.Generator().manual_seed(0))
+    outputs = {}
+    for implementation in ("sdpa", "eager"):
+        model = tiny_model()
+        model.config._attn_implementation = implementation
+        outputs[implementation] = model(**inputs, output_attentions=True, output_hidden_states=True)
+    torch.testing.assert_close(outputs["eager"].logits, outputs["sdpa"].logits, atol=1e-4, rtol=1e-4)
+    eager = outputs["eager"]
+    assert len(eager.encoder_attentions) == 1 and len(eager.decoder_attentions) == len(eager.cross_attentions) == 2
+    assert eager.cross_attentions[0].shape[:3] == (3, 2, 6 * 4 * 4)  # (B, heads, N * h * w, L)
+    # hidden states: the embeddings and every layer's output, in the sequence layout (B, length, D)
+    assert len(eager.encoder_hidden_states) == 2 and len(eager.decoder_hidden_states) == 3
+    assert eager.decoder_hidden_states[0].shape == (3, 6 * 4 * 4, 32)
+    assert not outputs["sdpa"].decoder_attentions  # sdpa computes no weights (transformers warns)

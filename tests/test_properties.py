@@ -224,7 +224,7 @@ class FakeLogits:
         self.logits = torch.randn(batch_size, length, num_classes, generator=torch.Generator().manual_seed(seed))
         self.unknown_per_call = []
 
-    def __call__(self, token_ids, known):
+    def __call__(self, token_ids, known, frame=None):
         self.unknown_per_call.append((~known).sum(dim=1))
         return self.logits
 

@@ -4,19 +4,16 @@ seed are identical. (Completions with the same `torch.Generator` seed are checke
 `test_completion_keeps_given_frames_exactly_and_is_reproducible`.)"""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
-import run_mmvg  # noqa: E402
-import run_tvq  # noqa: E402
-from test_trainer_mmvg import TINY_MMVG  # noqa: E402
-from test_trainer_tvq import TINY  # noqa: E402
+from transformers_mmvg.training_runs import train_mmvg as run_mmvg_training
+from transformers_mmvg.training_runs import train_tvq as run_tvq_training
+from test_trainer_mmvg import TINY_MMVG
+from test_trainer_tvq import TINY
 
 # p_t moves visibly in a few steps (alpha 0.01 by default), so comparing it says something
 MMVG_OVERRIDES = json.dumps({**TINY_MMVG, "mask_probability_alpha": 0.5})
@@ -32,7 +29,7 @@ def data_dir(tmp_path_factory):
 
 
 def train_mmvg(output_dir: Path, tvq_dir: Path, data_dir: Path, *extra: str) -> None:
-    run_mmvg.main(
+    run_mmvg_training(
         COMMON + ["--tvq_path", str(tvq_dir), "--data_dir", str(data_dir), "--output_dir", str(output_dir),
                   "--num_completion_eval_clips", "0", "--config_overrides", MMVG_OVERRIDES, *extra]
     )  # fmt: skip
@@ -76,7 +73,7 @@ def test_two_mmvg_runs_with_the_same_seed_are_identical(tmp_path, tvq_dir, data_
 
 def train_tvq(output_dir: Path, max_steps: int, overrides: dict, *extra: str) -> list[dict]:
     """A tiny T-VQ run saving every 3 steps; the log of every step (loss and every term)."""
-    run_tvq.main(COMMON + ["--output_dir", str(output_dir), "--max_steps", str(max_steps), "--save_strategy", "steps",
+    run_tvq_training(COMMON + ["--output_dir", str(output_dir), "--max_steps", str(max_steps), "--save_strategy", "steps",
                            "--config_overrides", json.dumps(overrides), *extra])  # fmt: skip
     return json.loads((output_dir / f"checkpoint-{max_steps}" / "trainer_state.json").read_text())["log_history"]
 

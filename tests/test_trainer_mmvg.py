@@ -1,8 +1,7 @@
 """MMVG under the transformers Trainer: token caching, the collator, L_t / p_t logging, completion evaluation,
-baselines, and the run_mmvg.py script end to end."""
+baselines, and the stage-2 training command (`training_runs.train_mmvg`, examples/run_mmvg.py) end to end."""
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ from transformers import AutoModel, AutoProcessor
 from transformers_mmvg import MMVGForVideoCompletion, MMVGProcessor
 from transformers_mmvg.data.textshapes import write_textshapes
 from transformers_mmvg.data.video_folder import load_video_folder
+from transformers_mmvg.training_runs import train_mmvg
 from transformers_mmvg.evaluation import (
     copy_frame_baseline,
     evaluate_completion,
@@ -47,7 +47,7 @@ def test_a_training_step_updates_p_t_by_the_rule_from_its_own_losses(tmp_path, t
     before = model.mask_probabilities.clone()
     torch.manual_seed(0)
     _, output = trainer.compute_loss(model, inputs, return_outputs=True)
-    valid = output.frame_loss_mask
+    valid = output.frame_token_counts > 0
     assert valid.sum() >= 2
     losses, probabilities = output.frame_losses[valid].double(), before[valid].double()
     expected = before.clone().double()
@@ -118,11 +118,8 @@ def test_evaluate_completion_reports_every_task_and_method(textshapes, tvq_dir):
 
 
 def test_run_mmvg_script_end_to_end(tmp_path, tvq_dir):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
-    import run_mmvg
-
     output_dir = tmp_path / "mmvg"
-    metrics = run_mmvg.main(
+    metrics = train_mmvg(
         ["--tvq_path", str(tvq_dir), "--output_dir", str(output_dir), "--num_train_clips", "8",
          "--num_eval_clips", "4", "--max_steps", "3", "--logging_steps", "1", "--per_device_train_batch_size", "4",
          "--num_completion_eval_clips", "4", "--eval_num_inference_steps", "2", "--disable_tqdm", "True",

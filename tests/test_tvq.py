@@ -1,6 +1,8 @@
 """T-VQ (stage 1): shapes, gradients, every loss term, codebook health, the order head, save/load, config checks."""
 
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -13,9 +15,13 @@ from transformers_mmvg.losses_tvq import (
     RandomConvFeatures,
     TorchvisionFeatures,
     adaptive_adversarial_weight,
+    adversarial_active,
+    build_perceptual_network,
     discriminator_loss,
+    generator_loss,
     hinge_d_loss,
     hinge_g_loss,
+    perceptual_loss,
 )
 from transformers_mmvg.modeling_tvq import (
     CodebookUsageTracker,
@@ -162,13 +168,18 @@ def test_straight_through_gradient_reaches_the_encoder():
 
 def test_loss_is_the_weighted_sum_of_the_terms():
     model = tiny_model(l1_weight=0.5, l2_weight=2.0, perceptual_weight=0.3, beta=0.25, temporal_weight=0.7).train()
-    o = model(torch.rand(2, 4, 3, 16, 16) * 2 - 1)
-    expected = (
-        0.5 * o.l1_loss + 2.0 * o.l2_loss + 0.3 * o.perceptual_loss + 1.0 * o.codebook_loss
-        + 0.25 * o.commitment_loss + 0.7 * o.temporal_loss
-    )
+    clips = torch.rand(2, 4, 3, 16, 16) * 2 - 1
+    o = model(clips)
+    expected = 0.5 * o.l1_loss + 2.0 * o.l2_loss + 1.0 * o.codebook_loss + 0.25 * o.commitment_loss + 0.7 * o.temporal_loss
     torch.testing.assert_close(o.loss, expected)
-    assert o.adversarial_loss is None and o.adversarial_weight is None
+    # the perceptual and adversarial terms are the trainer's, not the model's
+    assert not any(name.startswith(("perceptual", "adversarial")) for name in o)
+
+    network = build_perceptual_network(model.config)
+    losses = generator_loss(o, clips, model.config, perceptual_network=network)
+    assert sorted(losses) == ["loss", "perceptual_loss"]
+    torch.testing.assert_close(losses["perceptual_loss"], perceptual_loss(network, o.reconstruction, clips))
+    torch.testing.assert_close(losses["loss"], expected + 0.3 * losses["perceptual_loss"])
 
 
 def test_every_loss_term_is_finite_and_falls_on_a_fixed_batch():
@@ -176,14 +187,16 @@ def test_every_loss_term_is_finite_and_falls_on_a_fixed_batch():
     model = tiny_model(codebook_init="random", dead_code_restart_steps=0, temporal_weight=1.0).train()
     clips = moving_square_clips(8, seed=1)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    network = build_perceptual_network(model.config)
     terms = ["l1_loss", "l2_loss", "perceptual_loss", "codebook_loss", "commitment_loss", "temporal_loss", "loss"]
     history = {term: [] for term in terms}
     for _ in range(40):
         outputs = model(clips)
+        outputs = {**outputs, **generator_loss(outputs, clips, model.config, perceptual_network=network)}
         for term in terms:
             assert torch.isfinite(outputs[term]), term
             history[term].append(outputs[term].item())
-        outputs.loss.backward()
+        outputs["loss"].backward()
         optimizer.step()
         optimizer.zero_grad()
     for term in terms:
@@ -193,31 +206,35 @@ def test_every_loss_term_is_finite_and_falls_on_a_fixed_batch():
 def test_discriminator_loss_falls_and_generator_hinge_term_is_applied_from_the_start_step():
     torch.manual_seed(0)
     model = tiny_model(use_adversarial_loss=True, discriminator_start_step=3).train()
+    config = model.config
     discriminator = PatchDiscriminator(in_channels=3, base_channels=8, num_layers=2, num_groups=4)
+    network = build_perceptual_network(config)
     clips = moving_square_clips(4, seed=2)
+    assert not adversarial_active(config, 2) and adversarial_active(config, 3) and adversarial_active(config, None)
+    assert not adversarial_active(TVQConfig(**TINY), None)  # use_adversarial_loss is off by default
 
-    before = model(clips, discriminator=discriminator, global_step=2)
-    assert before.adversarial_loss is None and before.adversarial_weight is None
-    assert not model.adversarial_active(2) and model.adversarial_active(3)
-
-    after = model(clips, discriminator=discriminator, global_step=3)
-    assert torch.isfinite(after.adversarial_loss) and float(after.adversarial_weight) > 0
+    outputs = model(clips)
+    losses = generator_loss(outputs, clips, config, network, discriminator, model.decoder.conv_out.weight)
+    assert torch.isfinite(losses["adversarial_loss"]) and float(losses["adversarial_weight"]) > 0
     torch.testing.assert_close(
-        after.adversarial_loss, hinge_g_loss(discriminator(after.reconstruction.flatten(0, 1)))
+        losses["adversarial_loss"], hinge_g_loss(discriminator(outputs.reconstruction.flatten(0, 1)))
     )
-    expected_weight = model.config.adversarial_weight * adaptive_adversarial_weight(
-        after.l1_loss + after.l2_loss + model.config.perceptual_weight * after.perceptual_loss,
-        after.adversarial_loss,
+    expected_weight = config.adversarial_weight * adaptive_adversarial_weight(
+        outputs.l1_loss + outputs.l2_loss + config.perceptual_weight * losses["perceptual_loss"],
+        losses["adversarial_loss"],
         model.decoder.conv_out.weight,
     )
-    torch.testing.assert_close(after.adversarial_weight, expected_weight)
+    torch.testing.assert_close(losses["adversarial_weight"], expected_weight)
     rest = (
-        after.l1_loss + after.l2_loss + model.config.perceptual_weight * after.perceptual_loss + after.codebook_loss
-        + 0.25 * after.commitment_loss + model.config.temporal_weight * after.temporal_loss
+        outputs.l1_loss + outputs.l2_loss + config.perceptual_weight * losses["perceptual_loss"]
+        + outputs.codebook_loss + 0.25 * outputs.commitment_loss + config.temporal_weight * outputs.temporal_loss
     )
-    torch.testing.assert_close(after.loss, rest + after.adversarial_weight * after.adversarial_loss)
+    torch.testing.assert_close(losses["loss"], rest + losses["adversarial_weight"] * losses["adversarial_loss"])
+    with torch.no_grad():  # no graph to the decoder: no adaptive weight, only `adversarial_weight`
+        unadapted = generator_loss(model(clips), clips, config, network, discriminator, model.decoder.conv_out.weight)
+    assert float(unadapted["adversarial_weight"]) == pytest.approx(config.adversarial_weight)
 
-    fake = after.reconstruction.detach()
+    fake = outputs.reconstruction.detach()
     optimizer = torch.optim.Adam(discriminator.parameters(), lr=2e-3)
     d_losses = []
     for _ in range(15):
@@ -248,15 +265,16 @@ def test_patch_discriminator_judges_every_frame():
     assert discriminator(torch.zeros(2, 4, 3, 64, 64)).shape == (8, 1, 6, 6)
 
 
-def test_perceptual_network_is_fixed_seeded_and_outside_the_checkpoint():
+def test_perceptual_network_is_fixed_seeded_and_takes_no_gradient():
     model = tiny_model().train()
-    outputs = model(torch.rand(2, 2, 3, 16, 16) * 2 - 1)
-    outputs.loss.backward()
-    network = model.perceptual_network
+    rng_state = torch.get_rng_state()
+    network = build_perceptual_network(model.config)
+    assert torch.equal(torch.get_rng_state(), rng_state)  # building F draws nothing a training run would
     assert isinstance(network, RandomConvFeatures)
+    clips = torch.rand(2, 2, 3, 16, 16) * 2 - 1
+    generator_loss(model(clips), clips, model.config, perceptual_network=network)["loss"].backward()
+    assert model.decoder.conv_out.weight.grad.abs().sum() > 0
     assert all(p.grad is None and not p.requires_grad for p in network.parameters())
-    assert not any("perceptual" in key for key in model.state_dict())
-    assert not any(p is q for p in network.parameters() for q in model.parameters())
     same, other = RandomConvFeatures(seed=0), RandomConvFeatures(seed=1)
     images = torch.rand(2, 3, 16, 16) * 2 - 1
     assert all(torch.equal(a, b) for a, b in zip(network(images), same(images)))
@@ -266,10 +284,11 @@ def test_perceptual_network_is_fixed_seeded_and_outside_the_checkpoint():
 
 def test_a_custom_perceptual_network_can_be_plugged_in():
     model = tiny_model().eval()
-    model.set_perceptual_network(lambda images: [images])  # F = identity: the term equals the pixel L1
+    clips = torch.rand(2, 2, 3, 16, 16) * 2 - 1
     with torch.no_grad():
-        outputs = model(torch.rand(2, 2, 3, 16, 16) * 2 - 1)
-    torch.testing.assert_close(outputs.perceptual_loss, outputs.l1_loss)
+        outputs = model(clips)
+        losses = generator_loss(outputs, clips, model.config, perceptual_network=lambda images: [images])
+    torch.testing.assert_close(losses["perceptual_loss"], outputs.l1_loss)  # F = identity: the pixel L1
 
 
 def test_torchvision_features_load_local_weights(tmp_path):
@@ -279,8 +298,8 @@ def test_torchvision_features_load_local_weights(tmp_path):
     reference = torchvision.models.resnet18(weights=None)
     torch.save(reference.state_dict(), tmp_path / "resnet18.pth")
     weights_path = str(tmp_path / "resnet18.pth")
-    model = tiny_model(perceptual_network="torchvision:resnet18", perceptual_weights_path=weights_path)
-    network = model.perceptual_network
+    config = TVQConfig(**TINY, perceptual_network="torchvision:resnet18", perceptual_weights_path=weights_path)
+    network = build_perceptual_network(config)
     assert isinstance(network, TorchvisionFeatures) and network.return_nodes == ["layer1", "layer2", "layer3", "layer4"]
     loaded = dict(network.extractor.named_parameters())
     assert torch.equal(loaded["conv1.weight"], reference.conv1.weight)
@@ -443,6 +462,18 @@ def test_eval_forward_is_deterministic_and_scores_every_frame_pair():
     correct, total = temporal_order_accuracy(model, first.quantized_latents)
     assert total == 2 * 4 * 3
     assert first.temporal_accuracy.item() == correct / total
+
+
+def test_inference_imports_no_training_code():
+    """Encoding and decoding need neither the losses, the discriminator nor the trainers."""
+    script = (
+        "import sys; import transformers_mmvg.modeling_tvq, transformers_mmvg.modeling_mmvg; "
+        "print(sorted(name for name in sys.modules if name.startswith('transformers_mmvg.')))"
+    )
+    modules = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    for training_module in ("losses_tvq", "trainer_tvq", "trainer_mmvg", "training_runs"):
+        assert f"transformers_mmvg.{training_module}'" not in modules, training_module
+    assert "transformers_mmvg.modeling_tvq'" in modules
 
 
 def test_save_pretrained_and_auto_model_round_trip(tmp_path):

@@ -37,6 +37,7 @@ def tiny_model(seed: int = 0, **overrides) -> MMVGForVideoCompletion:
     model = MMVGForVideoCompletion(tiny_config(**overrides)).eval()
     with torch.no_grad():
         model.tvq.quantizer.codebook.weight.normal_()
+    model.copy_tvq_codebook()
     return model
 
 

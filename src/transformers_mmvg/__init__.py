@@ -26,7 +26,7 @@ AutoModel.register(TVQConfig, TVQModel)
 # --- end T-VQ ---
 
 # --- MMVG (stage 2) ---
-from .modeling_mmvg import MMVGCompletionOutput, MMVGForVideoCompletion, MMVGOutput  # noqa: E402
+from .modeling_mmvg import MMVGCompletionOutput, MMVGForVideoCompletion, MMVGModel, MMVGOutput  # noqa: E402
 
 AutoModel.register(MMVGConfig, MMVGForVideoCompletion)
 # --- end MMVG ---
@@ -46,6 +46,7 @@ __all__ = [
     "MMVGCompletionOutput",
     "MMVGConfig",
     "MMVGForVideoCompletion",
+    "MMVGModel",
     "MMVGOutput",
     "MMVGProcessor",
     "MMVGVideoProcessor",

@@ -73,7 +73,13 @@ class MMVGConfig(PreTrainedConfig):
     ```"""
 
     model_type = "mmvg"
+    # transformers' generic names for the text side (e.g. `resize_token_embeddings` sets `vocab_size`)
+    attribute_map = {"vocab_size": "text_vocab_size"}
+    # transformers >= 5.20 reads `sub_configs_defaults` (and derives `sub_configs` from it); 5.4 to 5.19 read only
+    # `sub_configs`, so both are declared. `__post_init__` builds the T-VQ config itself, which every 5.x with
+    # dataclass configs (>= 5.4) then sees already built.
     sub_configs_defaults = {"tvq_config": TVQConfig}
+    sub_configs = {"tvq_config": TVQConfig}
 
     tvq_config: dict | TVQConfig | None = None
     num_frames: int = 8
@@ -106,8 +112,11 @@ class MMVGConfig(PreTrainedConfig):
     is_encoder_decoder: bool = True
 
     def __post_init__(self, **kwargs):
-        if self.tvq_config is None and self.image_size is not None:
-            self.tvq_config = {"image_size": self.image_size}  # the default T-VQ, at the requested size
+        if self.tvq_config is None:
+            # the default T-VQ, at the requested size when one is given
+            self.tvq_config = TVQConfig() if self.image_size is None else TVQConfig(image_size=self.image_size)
+        elif isinstance(self.tvq_config, dict):  # e.g. read from a saved config.json
+            self.tvq_config = TVQConfig(**self.tvq_config)
         super().__post_init__(**kwargs)
         grid = self.tvq_config.latent_size
         if self.image_size is None:

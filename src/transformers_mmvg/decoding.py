@@ -10,6 +10,9 @@ generated frames masked at one ratio). So:
   states of finished frames cached (N * h * w model calls; the order of the released code's GPT sampler);
 - `parallel`: all missing tokens of all frames start as [MASK]; each step samples every masked token, keeps the
   most confident ones and re-masks the rest, fewer each step along the cosine schedule (`num_steps` model calls).
+
+Both loops and classifier-free guidance talk to the model through one function, `LogitsFn`; the model builds it
+(`modeling_mmvg.MMVGVideoLogits`) and knows nothing of schedules.
 """
 
 from __future__ import annotations
@@ -73,8 +76,32 @@ def masked_after_step(num_unknown: torch.Tensor, step: int, num_steps: int) -> t
     return torch.minimum(scheduled, (num_unknown - step - 1).clamp(min=0))
 
 
+LogitsFn = Callable[[torch.Tensor, torch.Tensor, "int | None"], torch.Tensor]
+"""The one contract between a model and the decoding loops: `logits_fn(token_ids, known, frame)`.
+
+- `token_ids`, `known` (B, N, h, w) (any (B, ...) layout for parallel decoding): the current tokens and which of them
+  are known (the others are read as [MASK]);
+- `frame=None`: the logits of every token (B, N, h, w, K);
+- `frame=t`: the logits of frame t only (B, h, w, K), given frames < t, which the loops never change again (a model
+  that caches keys/values may commit them when it first sees a call for a later frame).
+"""
+
+
+def classifier_free_guidance(logits_fn: LogitsFn, guidance_scale: float) -> LogitsFn:
+    """Classifier-free guidance around a `logits_fn` whose batch is doubled: its first half reads the captions, its
+    second half the empty prompt (the model's encoder states are built that way). The returned function takes and
+    returns the undoubled batch: `uncond + scale * (cond - uncond)`."""
+
+    def guided(token_ids: torch.Tensor, known: torch.Tensor, frame: int | None = None) -> torch.Tensor:
+        logits = logits_fn(torch.cat([token_ids, token_ids]), torch.cat([known, known]), frame)
+        conditional, unconditional = logits.chunk(2)
+        return guided_logits(conditional, unconditional, guidance_scale)
+
+    return guided
+
+
 def parallel_decode(
-    logits_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    logits_fn: LogitsFn,
     token_ids: torch.Tensor,
     known: torch.Tensor,
     num_steps: int = 12,
@@ -87,21 +114,23 @@ def parallel_decode(
     """MaskGIT-style confidence-based iterative decoding.
 
     Args:
-        logits_fn: `(token_ids (B, M), known (B, M)) -> logits (B, M, K)`, the model on the current tokens.
-        token_ids (`torch.LongTensor` of shape `(B, M)`): ids; only entries with `known` True are read.
-        known (`torch.BoolTensor` of shape `(B, M)`): tokens that are given (never changed).
+        logits_fn: see `LogitsFn`; called with `frame=None` on ids and known masks of the shape of `token_ids`.
+        token_ids (`torch.LongTensor` of shape `(B, ...)`): ids; only entries with `known` True are read.
+        known (`torch.BoolTensor` of the same shape): tokens that are given (never changed).
         num_steps: model calls; after step s, `masked_after_step(n, s, num_steps)` tokens are still masked.
 
-    Returns the completed (B, M) ids; known entries are returned unchanged.
+    Returns the completed ids (same shape); known entries are returned unchanged.
     """
     if num_steps < 1:
         raise ValueError(f"`num_steps` must be >= 1, got {num_steps}.")
-    token_ids, known = token_ids.clone(), known.clone()
+    shape = token_ids.shape
+    token_ids, known = token_ids.reshape(shape[0], -1).clone(), known.reshape(shape[0], -1).clone()
     num_unknown = (~known).sum(dim=1)
     for step in tqdm(range(num_steps), desc="parallel decoding", disable=not progress, leave=False):
         if known.all():
             break
-        sampled, confidence = sample_tokens(logits_fn(token_ids, known), temperature, top_k, top_p, generator)
+        logits = logits_fn(token_ids.view(shape), known.view(shape), None).flatten(1, -2)
+        sampled, confidence = sample_tokens(logits, temperature, top_k, top_p, generator)
         sampled = torch.where(known, token_ids, sampled)
         confidence = confidence.masked_fill(known, float("inf"))
         still_masked = masked_after_step(num_unknown, step, num_steps)
@@ -109,7 +138,80 @@ def parallel_decode(
         keep_masked = ranks < still_masked[:, None]
         token_ids = torch.where(keep_masked, token_ids, sampled)
         known = ~keep_masked
+    return token_ids.view(shape)
+
+
+def autoregressive_decode(
+    logits_fn: LogitsFn,
+    token_ids: torch.Tensor,
+    known: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Frames in order; in a frame, each unknown token in raster order, drawn from the logits of that frame given
+    the tokens before it (`logits_fn(..., frame=t)`): one model call per generated token position.
+
+    `token_ids`, `known` (B, N, h, w). Returns the completed ids; known entries are returned unchanged."""
+    token_ids, known = token_ids.clone(), known.clone()
+    num_frames, height, width = token_ids.shape[1:]
+    positions = [(row, column) for row in range(height) for column in range(width)]
+    frames_to_generate = [frame for frame in range(num_frames) if not known[:, frame].all()]
+    bar = tqdm(total=len(frames_to_generate) * len(positions), desc="autoregressive decoding", disable=not progress,
+               leave=False)  # fmt: skip
+    for frame in frames_to_generate:
+        for row, column in positions:
+            unknown = ~known[:, frame, row, column]
+            if unknown.any():
+                logits = logits_fn(token_ids, known, frame)[:, row, column]
+                sampled, _ = sample_tokens(logits, temperature, top_k, top_p, generator)
+                token_ids[:, frame, row, column] = torch.where(unknown, sampled, token_ids[:, frame, row, column])
+                known[:, frame, row, column] = True
+            bar.update(1)
+    bar.close()
     return token_ids
 
 
-__all__ = ["filter_logits", "guided_logits", "masked_after_step", "parallel_decode", "sample_tokens"]
+DECODING_MODES = {"parallel": parallel_decode, "autoregressive": autoregressive_decode}
+
+
+def decode_tokens(
+    logits_fn: LogitsFn,
+    token_ids: torch.Tensor,
+    known: torch.Tensor,
+    decoding: str = "parallel",
+    num_inference_steps: int = 12,
+    guidance_scale: float = 1.0,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Complete `token_ids` (B, N, h, w) where `known` is False with the named decoding mode. With
+    `guidance_scale != 1`, `logits_fn` must read a doubled batch (captions, then the empty prompt; see
+    `classifier_free_guidance`)."""
+    if decoding not in DECODING_MODES:
+        raise ValueError(f"Unknown `decoding` {decoding!r}; expected one of {sorted(DECODING_MODES)}.")
+    if guidance_scale != 1.0:
+        logits_fn = classifier_free_guidance(logits_fn, guidance_scale)
+    sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, generator=generator, progress=progress)
+    if decoding == "parallel":
+        return parallel_decode(logits_fn, token_ids, known, num_inference_steps, **sampling)
+    return autoregressive_decode(logits_fn, token_ids, known, **sampling)
+
+
+__all__ = [
+    "DECODING_MODES",
+    "LogitsFn",
+    "autoregressive_decode",
+    "classifier_free_guidance",
+    "decode_tokens",
+    "filter_logits",
+    "guided_logits",
+    "masked_after_step",
+    "parallel_decode",
+    "sample_tokens",
+]

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ from .data.textshapes import DEFAULT_PRESET, PRESETS, get_preset, write_held_out
 from .data.video_folder import load_video_folder
 from .evaluation import METHODS, evaluate_completion, results_table, save_task_grid
 from .masking import TASKS
+from .training_runs import train_mmvg, train_tvq
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 CHECKPOINTS = REPOSITORY / "checkpoints"
@@ -48,11 +48,6 @@ MMVG_TRAINING_ARGS = [
 ]  # fmt: skip
 
 
-def _examples_module(name: str):
-    sys.path.insert(0, str(REPOSITORY / "examples"))
-    return __import__(name)
-
-
 def prepare_models(out_dir: Path, from_scratch: bool, tvq_source: Path, mmvg_source: Path) -> None:
     """Fill `out_dir/tvq` and `out_dir/mmvg`: copies of the given checkpoints, or trained here."""
     tvq_dir, mmvg_dir = out_dir / "tvq", out_dir / "mmvg"
@@ -60,20 +55,19 @@ def prepare_models(out_dir: Path, from_scratch: bool, tvq_source: Path, mmvg_sou
         if folder.exists():
             shutil.rmtree(folder)
     if from_scratch:
-        print("training T-VQ (examples/run_tvq.py) ...", flush=True)
-        _examples_module("run_tvq").main(
-            ["--output_dir", str(tvq_dir), *TVQ_TRAINING_ARGS, "--save_strategy", "no"]
-        )
-        print("training MMVG (examples/run_mmvg.py) ...", flush=True)
-        _examples_module("run_mmvg").main(
+        print("training T-VQ (training_runs.train_tvq, as examples/run_tvq.py) ...", flush=True)
+        train_tvq(["--output_dir", str(tvq_dir), *TVQ_TRAINING_ARGS, "--save_strategy", "no"])
+        print("training MMVG (training_runs.train_mmvg, as examples/run_mmvg.py) ...", flush=True)
+        train_mmvg(
             ["--tvq_path", str(tvq_dir), "--output_dir", str(mmvg_dir), "--data_dir", str(out_dir / "data"),
              *MMVG_TRAINING_ARGS, "--save_strategy", "no"]
         )  # fmt: skip
         return
     for source, target in ((tvq_source, tvq_dir), (mmvg_source, mmvg_dir)):
         if not (source / "config.json").is_file():
-            raise FileNotFoundError(
-                f"No checkpoint in {source}. Train one with `python -m transformers_mmvg.demo --from-scratch`."
+            raise FileNotFoundError(  # the default folders exist in a checkout of the repository, not in a wheel
+                f"No checkpoint in {source}. Pass --tvq and --mmvg, or train both with "
+                "`python -m transformers_mmvg.demo --from-scratch`."
             )
         shutil.copytree(source, target)
     print(f"T-VQ: {tvq_dir} (copy of {tvq_source})\nMMVG: {mmvg_dir} (copy of {mmvg_source})", flush=True)

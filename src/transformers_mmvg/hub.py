@@ -94,7 +94,7 @@ Two stages, as in the paper:
 | decoder layers (Video Swin) | $num_decoder_layers |
 | decoder window (frames, rows, columns) | $window_size |
 | caption length | up to $max_text_length CLIP tokens |
-| parameters without the frozen T-VQ | $num_mmvg_parameters |
+| trainable parameters (all but the frozen T-VQ and its code vectors) | $num_mmvg_parameters |
 | parameters with the frozen T-VQ | $num_parameters |
 
 ## Training data
@@ -325,7 +325,7 @@ def build_model_card(
     """
     config = model.config
     num_parameters = model.num_parameters()
-    num_tvq_parameters = model.tvq.num_parameters()
+    num_trainable_parameters = model.num_parameters(only_trainable=True)
     is_textshapes = "textshapes" in dataset.lower()
     resolution = f"{config.image_size}x{config.image_size} pixels, {config.num_frames} frames"
     card_data = ModelCardData(
@@ -351,7 +351,7 @@ def build_model_card(
         num_decoder_layers=config.num_decoder_layers,
         window_size=" x ".join(str(size) for size in config.window_size),
         max_text_length=config.max_text_length,
-        num_mmvg_parameters=_count(num_parameters - num_tvq_parameters),
+        num_mmvg_parameters=_count(num_trainable_parameters),
         num_parameters=_count(num_parameters),
         num_parameters_short=f"{num_parameters / 1e6:.2f}M",
         tvq_temporal=(

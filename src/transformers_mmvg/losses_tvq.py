@@ -1,22 +1,25 @@
-"""Training-only parts of T-VQ: the patch discriminator, the hinge GAN losses, VQGAN's adaptive adversarial
-weight and the perceptual feature extractors F. Nothing here is needed to encode or decode.
+"""Training-only parts of T-VQ: the perceptual feature extractors F, the patch discriminator, the hinge GAN losses,
+VQGAN's adaptive adversarial weight, and `generator_loss`, which adds the perceptual and adversarial terms to the
+model's own loss. Nothing here is needed to encode or decode: `modeling_tvq` does not import this module.
 
-How the adversarial term plugs into training (two steps, two optimizers; `disc = PatchDiscriminator()`):
+One training step with the adversarial term (two optimizers; `TVQTrainer` does the same under `Trainer`):
 
-    # generator step: reconstruction + VQ + perceptual + temporal (+ adaptive-weighted hinge generator loss)
-    outputs = model(pixel_values, discriminator=disc, global_step=step)
-    outputs.loss.backward(); opt_g.step(); opt_g.zero_grad()
+    network, disc = build_perceptual_network(model.config), PatchDiscriminator()
+
+    # generator step: the model's terms (reconstruction, VQ, temporal) + perceptual (+ adaptive-weighted hinge)
+    outputs = model(pixel_values)
+    active = adversarial_active(model.config, step)
+    losses = generator_loss(outputs, pixel_values, model.config, perceptual_network=network,
+                            discriminator=disc if active else None, last_layer_weight=model.decoder.conv_out.weight)
+    losses["loss"].backward(); opt_g.step(); opt_g.zero_grad()
 
     # discriminator step (from `model.config.discriminator_start_step` on)
     opt_d.zero_grad()  # the generator step above also left gradients in the discriminator
     discriminator_loss(disc, pixel_values, outputs.reconstruction).backward(); opt_d.step()
 
-`TVQModel.forward` adds `adversarial_weight * w_adaptive * hinge_g_loss(D(v^))` only when a discriminator is
-given, `config.use_adversarial_loss` is set and `global_step >= config.discriminator_start_step`.
-
 The perceptual feature extractor F is pluggable: any callable mapping images `(N, C, H, W)` in [-1, 1] to a list
-of feature maps. `build_perceptual_network(config)` gives the one named by the config; `TVQModel` builds it lazily
-and keeps it out of its `state_dict` (it never receives gradients either).
+of feature maps. `build_perceptual_network(config)` gives the one named by the config; it is never saved with the
+model and never receives gradients.
 """
 
 from collections.abc import Callable, Sequence
@@ -144,11 +147,17 @@ class TorchvisionFeatures(nn.Module):
 
 
 def build_perceptual_network(config) -> nn.Module:
-    """The F named by a `TVQConfig`: `"random_conv"` or `"torchvision:<name>"` (+ `perceptual_weights_path`)."""
-    if config.perceptual_network == "random_conv":
-        return RandomConvFeatures(in_channels=config.in_channels, seed=config.perceptual_seed)
-    model_name = config.perceptual_network.split(":", 1)[1]
-    return TorchvisionFeatures(model_name, weights_path=config.perceptual_weights_path)
+    """The F named by a `TVQConfig`: `"random_conv"` or `"torchvision:<name>"` (+ `perceptual_weights_path`).
+
+    Building it leaves the global RNG where it was: its layers initialise from that RNG before F's own seeded (or
+    loaded) weights replace them, and `fork_rng` keeps that draw from moving the RNG a training run samples from, so
+    a run draws the same frame subsets and pairs whether or not (and whenever) it builds F.
+    """
+    with torch.random.fork_rng(devices=[]):
+        if config.perceptual_network == "random_conv":
+            return RandomConvFeatures(in_channels=config.in_channels, seed=config.perceptual_seed)
+        model_name = config.perceptual_network.split(":", 1)[1]
+        return TorchvisionFeatures(model_name, weights_path=config.perceptual_weights_path)
 
 
 def perceptual_loss(feature_extractor: FeatureExtractor, reconstruction: torch.Tensor, target: torch.Tensor):
@@ -247,13 +256,87 @@ def discriminator_loss(discriminator: nn.Module, real: torch.Tensor, fake: torch
     return hinge_d_loss(discriminator(real), discriminator(fake.detach()))
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# The generator objective
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def adversarial_active(config, global_step: int | None) -> bool:
+    """Whether the adversarial term is on at `global_step` of training (`None`: no schedule, on)."""
+    if not config.use_adversarial_loss:
+        return False
+    return global_step is None or global_step >= config.discriminator_start_step
+
+
+def generator_loss(
+    outputs,
+    pixel_values: torch.Tensor,
+    config,
+    perceptual_network: FeatureExtractor | None = None,
+    discriminator: nn.Module | None = None,
+    last_layer_weight: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """The generator objective of a T-VQ training step: the model's loss plus the training-only terms,
+
+        loss = outputs.loss + perceptual_weight * |F(v^) - F(v)|_1 + adversarial_weight * w_adaptive * -mean(D(v^))
+
+    Args:
+        outputs: the model's [`~modeling_tvq.TVQModelOutput`] for `pixel_values` (its `loss` holds the
+            reconstruction, codebook, commitment and temporal terms).
+        pixel_values (`torch.FloatTensor` of shape `(B, T, C, H, W)` or `(B, C, H, W)`): the frames `v`, in [-1, 1].
+        config: the model's `TVQConfig` (the `use_*` switches and weights).
+        perceptual_network: F; the perceptual term is added when given and `config.use_perceptual_loss`.
+        discriminator: D; the hinge generator term is added when given (the caller applies the schedule, e.g.
+            `adversarial_active`).
+        last_layer_weight: the decoder's last weight (`model.decoder.conv_out.weight`), where VQGAN's adaptive weight
+            `w_adaptive` compares the gradients of the reconstruction terms (L1, L2, perceptual) and of the hinge
+            term (with `config.use_adaptive_adversarial_weight`, in grad mode; otherwise `w_adaptive = 1`).
+
+    Returns:
+        `{"loss": ...}` and each term added: `perceptual_loss`, `adversarial_loss` (unweighted) and
+        `adversarial_weight` (`adversarial_weight * w_adaptive`).
+    """
+    reconstruction = outputs.reconstruction
+    target = pixel_values.to(reconstruction.dtype)
+    terms: dict[str, torch.Tensor] = {}
+    loss = outputs.loss
+    # the reconstruction terms, as VQGAN's adaptive weight balances them against the hinge term
+    reconstruction_loss = reconstruction.new_zeros(())
+    if config.use_l1_loss:
+        reconstruction_loss = reconstruction_loss + config.l1_weight * outputs.l1_loss
+    if config.use_l2_loss:
+        reconstruction_loss = reconstruction_loss + config.l2_weight * outputs.l2_loss
+    if config.use_perceptual_loss and perceptual_network is not None:
+        terms["perceptual_loss"] = perceptual_loss(perceptual_network, reconstruction, target)
+        reconstruction_loss = reconstruction_loss + config.perceptual_weight * terms["perceptual_loss"]
+        loss = loss + config.perceptual_weight * terms["perceptual_loss"]
+    if discriminator is not None:
+        g_loss = hinge_g_loss(discriminator(reconstruction))
+        weight = torch.tensor(float(config.adversarial_weight), device=g_loss.device)
+        if (
+            config.use_adaptive_adversarial_weight
+            and last_layer_weight is not None
+            and torch.is_grad_enabled()
+            and last_layer_weight.requires_grad
+            and reconstruction_loss.requires_grad
+        ):
+            weight = weight * adaptive_adversarial_weight(
+                reconstruction_loss, g_loss, last_layer_weight, max_weight=config.adaptive_weight_max
+            )
+        terms["adversarial_loss"], terms["adversarial_weight"] = g_loss, weight
+        loss = loss + weight * g_loss
+    return {"loss": loss, **terms}
+
+
 __all__ = [
     "PatchDiscriminator",
     "RandomConvFeatures",
     "TorchvisionFeatures",
     "adaptive_adversarial_weight",
+    "adversarial_active",
     "build_perceptual_network",
     "discriminator_loss",
+    "generator_loss",
     "hinge_d_loss",
     "hinge_g_loss",
     "perceptual_loss",

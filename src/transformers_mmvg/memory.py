@@ -105,8 +105,9 @@ def _tvq_widths_and_sizes(config: MMVGConfig) -> list[tuple[int, int]]:
 
 
 def mmvg_parameter_counts(config: MMVGConfig) -> tuple[int, int]:
-    """(trainable, frozen T-VQ) parameter counts of `MMVGForVideoCompletion(config)`, from the sizes (biases and
-    norms included; the T-VQ's temporal head and 1x1 projections are counted, its buffers are not)."""
+    """(trainable, frozen) parameter counts of `MMVGForVideoCompletion(config)`, from the sizes (biases and norms
+    included). Frozen: the T-VQ (its temporal head and 1x1 projections counted, its buffers not) and the base
+    model's copy of its code vectors."""
     hidden, inner, code_dim = config.hidden_size, config.intermediate_size, config.tvq_config.codebook_dim
     window_t, window_h, window_w = config.window_size
     linear = lambda fan_in, fan_out: fan_in * fan_out + fan_out  # noqa: E731
@@ -142,7 +143,8 @@ def mmvg_parameter_counts(config: MMVGConfig) -> tuple[int, int]:
     if tvq.use_temporal_loss:
         size = tvq.temporal_hidden_size
         temporal = linear(2 * tvq.codebook_dim * tvq.latent_size**2, size) + linear(size, size) + linear(size, 1)
-    return trainable, encoder + decoder + quantizer + temporal
+    code_vectors = tvq.codebook_size * tvq.codebook_dim  # `model.embeddings.visual_token_embeddings`
+    return trainable, encoder + decoder + quantizer + temporal + code_vectors
 
 
 def estimate_mmvg_memory_bytes(config: MMVGConfig, batch_size: int, training: bool, guidance: bool = False) -> int:

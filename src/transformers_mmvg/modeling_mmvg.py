@@ -1,15 +1,19 @@
 """MMVG: multimodal masked video generation for text-guided video completion (stage 2; PAPER.md).
 
     model = MMVGForVideoCompletion.from_tvq(tvq_model, hidden_size=256)        # frozen T-VQ inside
-    outputs = model(input_ids, attention_mask, pixel_values_videos)          # training: masks drawn, loss, L_t
+    inputs = model.draw_training_masks(input_ids, attention_mask, pixel_values_videos)   # given frames, token masks
+    outputs = model(**inputs)                                                 # loss, logits, per-frame L_t
     completion = model.complete(input_ids, attention_mask, pixel_values_videos, given_frames_mask,
                                 decoding="parallel", num_inference_steps=12)  # completion.frames (B, N, C, H, W)
 
-Layout of this file: embeddings, attention (plain and 3D window), encoder and decoder layers, the decoder cache,
-then the model. Which frames are given and the training masks live in `masking.py`; the sampling and the parallel
-schedule in `decoding.py`.
+Layout of this file, as in transformers' model files: attention (through transformers' attention interface, so
+`config._attn_implementation` picks eager or sdpa), encoder and decoder layers, the decoder cache, the embeddings,
+then `MMVGEncoder` (Enc^M), `MMVGDecoder` (Dec^M), `MMVGModel` (the base model: token ids in, hidden states out) and
+`MMVGForVideoCompletion` (the frozen T-VQ so pixels go in and out, the token head, the loss and completion). Which
+frames are given and the training masks live in `masking.py`; sampling, the decoding loops and guidance in
+`decoding.py`.
 
-Shapes: B clips, N frames, h x w tokens per frame (P = h * w), K codebook classes, D = hidden_size.
+Shapes: B clips, N frames, h x w tokens per frame (P = h * w), K codebook classes, D = hidden_size, L encoder length.
 """
 
 from __future__ import annotations
@@ -20,17 +24,49 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.utils import ModelOutput
+from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithCrossAttentions
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import ModelOutput, can_return_tuple
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_mmvg import MMVGConfig
-from .decoding import guided_logits, parallel_decode, sample_tokens
+from .decoding import decode_tokens
 from .masking import encoder_visual_layout, sample_given_frames, sample_token_mask, update_mask_probabilities
 from .memory import check_memory
 from .modeling_tvq import TVQModel
+
+
+@dataclass
+class MMVGModelOutput(ModelOutput):
+    """
+    Output of [`MMVGModel.forward`].
+
+    Args:
+        last_hidden_state (`torch.FloatTensor` of shape `(B, N * h * w, D)`): Dec^M's final states of every token,
+            in (frame, row, column) order.
+        encoder_last_hidden_state (`torch.FloatTensor` of shape `(B, L, D)`): the encoder states {h}.
+        encoder_attention_mask (`torch.BoolTensor` of shape `(B, L)`): real positions of {h}.
+        encoder_hidden_states, decoder_hidden_states (`tuple(torch.FloatTensor)`, *optional*): the input of the
+            first layer and the output of every layer, with `output_hidden_states=True`.
+        encoder_attentions (`tuple(torch.FloatTensor)`, *optional*): per layer (B, heads, L, L).
+        decoder_attentions (`tuple(torch.FloatTensor)`, *optional*): per layer, the window self-attention weights
+            (B, windows * heads, window tokens, window tokens), windows of the padded (N, h, w) grid in raster order
+            (the decoder's own layout: each token attends only within its 3D window).
+        cross_attentions (`tuple(torch.FloatTensor)`, *optional*): per layer (B, heads, N * h * w, L).
+            Attention weights need `attn_implementation="eager"` and `output_attentions=True`.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    encoder_last_hidden_state: torch.FloatTensor | None = None
+    encoder_attention_mask: torch.BoolTensor | None = None
+    encoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    encoder_attentions: tuple[torch.FloatTensor, ...] | None = None
+    decoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    decoder_attentions: tuple[torch.FloatTensor, ...] | None = None
+    cross_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -40,24 +76,26 @@ class MMVGOutput(ModelOutput):
 
     Args:
         loss (`torch.FloatTensor`): mean of the per-frame losses L_t over the frame positions that had masked tokens.
-        logits (`torch.FloatTensor` of shape `(B, N, h, w, K)`): next-token logits of every visual token.
+        logits (`torch.FloatTensor` of shape `(B, N, h, w, K)`): class logits of every visual token.
         frame_losses (`torch.FloatTensor` of shape `(N,)`): L_t, the mean cross-entropy of the masked tokens of
-            frame position t over the batch (0 where `frame_loss_mask` is False).
-        frame_loss_mask (`torch.BoolTensor` of shape `(N,)`): positions that had masked tokens in this batch.
-        frame_token_counts (`torch.LongTensor` of shape `(N,)`): masked tokens behind each L_t (for p_t under DDP).
-        given_frames_mask (`torch.BoolTensor` of shape `(B, N)`): the frames given to the model.
-        token_mask (`torch.BoolTensor` of shape `(B, N, h, w)`): the tokens replaced by [MASK] and predicted.
+            frame position t over the batch (0 where no token of position t was masked).
+        frame_token_counts (`torch.LongTensor` of shape `(N,)`): masked tokens behind each L_t (positions with 0 take
+            no part in the loss nor in the p_t update; under DDP the counts weigh each process's L_t).
         encoder_last_hidden_state (`torch.FloatTensor` of shape `(B, L, D)`): the encoder states {h}.
+        encoder_hidden_states, encoder_attentions, decoder_hidden_states, decoder_attentions, cross_attentions:
+            as in [`MMVGModelOutput`].
     """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     frame_losses: torch.FloatTensor | None = None
-    frame_loss_mask: torch.BoolTensor | None = None
     frame_token_counts: torch.LongTensor | None = None
-    given_frames_mask: torch.BoolTensor | None = None
-    token_mask: torch.BoolTensor | None = None
     encoder_last_hidden_state: torch.FloatTensor | None = None
+    encoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    encoder_attentions: tuple[torch.FloatTensor, ...] | None = None
+    decoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    decoder_attentions: tuple[torch.FloatTensor, ...] | None = None
+    cross_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -78,8 +116,39 @@ class MMVGCompletionOutput(ModelOutput):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Building blocks
+# Attention
 # ----------------------------------------------------------------------------------------------------------------
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention written out, returning its weights. `query` (B, heads, Lq, d), `key`/`value` (B, heads, Lk, d);
+    `attention_mask` boolean (True where a key may be attended) or additive, broadcastable to (B, heads, Lq, Lk).
+    Returns `(output (B, Lq, heads, d), weights (B, heads, Lq, Lk))`, the layout of transformers' interface."""
+    scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
+    scores = torch.matmul(query, key.transpose(-2, -1)) * scaling
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attention_mask, float("-inf"))
+        else:
+            scores = scores + attention_mask
+    weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = F.dropout(weights, p=dropout, training=module.training)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+
+def attention_function(config: MMVGConfig):
+    """The attention of `config._attn_implementation`: ours written out for "eager", transformers' for the others."""
+    implementation = config._attn_implementation or "sdpa"
+    return eager_attention_forward if implementation == "eager" else ALL_ATTENTION_FUNCTIONS[implementation]
 
 
 class MMVGMLP(nn.Module):
@@ -93,43 +162,45 @@ class MMVGMLP(nn.Module):
         return self.dropout(self.fc2(F.gelu(self.fc1(hidden_states))))
 
 
-def _split_heads(states: torch.Tensor, num_heads: int) -> torch.Tensor:
-    return rearrange(states, "... l (n d) -> ... n l d", n=num_heads)
-
-
-def _merge_heads(states: torch.Tensor) -> torch.Tensor:
-    return rearrange(states, "... n l d -> ... l (n d)")
-
-
 class MMVGAttention(nn.Module):
-    """Multi-head attention with SDPA, for the encoder's self-attention and the decoder's cross-attention.
+    """Multi-head attention: the encoder's self-attention and the decoder's cross-attention to {h}.
     `attention_mask` is boolean, True where a key may be attended, broadcastable to (B, heads, Lq, Lk)."""
 
     def __init__(self, config: MMVGConfig):
         super().__init__()
+        self.config = config
         self.num_heads = config.num_attention_heads
+        self.scaling = (config.hidden_size // config.num_attention_heads) ** -0.5
         self.dropout = config.dropout
+        self.is_causal = False
         self.q_proj = nn.Linear(config.hidden_size, config.hidden_size)
         self.k_proj = nn.Linear(config.hidden_size, config.hidden_size)
         self.v_proj = nn.Linear(config.hidden_size, config.hidden_size)
         self.o_proj = nn.Linear(config.hidden_size, config.hidden_size)
 
+    def _split_heads(self, states: torch.Tensor) -> torch.Tensor:
+        return rearrange(states, "b l (n d) -> b n l d", n=self.num_heads)
+
     def key_value(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, L, D) -> keys and values (B, heads, L, D / heads), cacheable for cross-attention."""
-        return _split_heads(self.k_proj(states), self.num_heads), _split_heads(self.v_proj(states), self.num_heads)
+        return self._split_heads(self.k_proj(states)), self._split_heads(self.v_proj(states))
 
     def forward(
         self,
         hidden_states: torch.Tensor,
-        key_value: tuple[torch.Tensor, torch.Tensor],
+        key_value_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        query = _split_heads(self.q_proj(hidden_states), self.num_heads)
-        key, value = key_value
-        attended = F.scaled_dot_product_attention(
-            query, key, value, attn_mask=attention_mask, dropout_p=self.dropout if self.training else 0.0
-        )
-        return self.o_proj(_merge_heads(attended))
+        key_value: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Queries from `hidden_states` (B, Lq, D), keys and values from `key_value_states` (B, Lk, D) unless
+        `key_value` gives them already projected. Returns `(output (B, Lq, D), weights or None)`."""
+        query = self._split_heads(self.q_proj(hidden_states))
+        key, value = key_value if key_value is not None else self.key_value(key_value_states)
+        attended, weights = attention_function(self.config)(
+            self, query, key, value, attention_mask, dropout=self.dropout if self.training else 0.0,
+            scaling=self.scaling,
+        )  # fmt: skip
+        return self.o_proj(attended.flatten(-2)), weights
 
 
 class MMVGWindowSelfAttention(nn.Module):
@@ -139,15 +210,21 @@ class MMVGWindowSelfAttention(nn.Module):
     every dimension smaller than the grid when `shifted`. A token attends to the tokens of its window in its own
     frame and in earlier frames (never later ones), so frame t depends only on frames <= t and the decoder can run
     frame by frame with cached keys. Windows are formed by padding (not rolling), so no window wraps around.
+
+    The windows of a clip go to the attention function as extra heads (B, windows * heads, window tokens, d), so
+    the bias, which differs per window and head but not per clip, broadcasts over the batch without a copy.
     """
 
     def __init__(self, config: MMVGConfig, shifted: bool):
         super().__init__()
         grid = (config.num_frames, config.latent_size, config.latent_size)
+        self.config = config
         self.window = tuple(config.window_size)
         self.shift = tuple(w // 2 if shifted and w < g else 0 for w, g in zip(self.window, grid))
         self.num_heads = config.num_attention_heads
+        self.scaling = (config.hidden_size // config.num_attention_heads) ** -0.5
         self.dropout = config.dropout
+        self.is_causal = False
         self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
         self.o_proj = nn.Linear(config.hidden_size, config.hidden_size)
         window_t, window_h, window_w = self.window
@@ -177,52 +254,71 @@ class MMVGWindowSelfAttention(nn.Module):
         bias = bias.masked_fill(~allowed[..., None], float("-inf"))
         return bias.movedim(-1, -3)
 
-    def _attend(self, query, key, value, bias):
-        attended = F.scaled_dot_product_attention(
-            query, key, value, attn_mask=bias.to(query.dtype), dropout_p=self.dropout if self.training else 0.0
-        )
-        return self.o_proj(_merge_heads(attended))
+    def _attend(self, query, key, value, bias) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`query` (B, G, Lq, d), `key`/`value` (B, G, Lk, d), `bias` (G, Lq, Lk) -> (B, Lq, G, d), weights."""
+        return attention_function(self.config)(
+            self, query, key, value, bias[None].to(query.dtype), dropout=self.dropout if self.training else 0.0,
+            scaling=self.scaling,
+        )  # fmt: skip
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """All frames at once: (B, N, h, w, D) -> (B, N, h, w, D). Cost grows linearly with N."""
-        _, num_frames, height, width, _ = hidden_states.shape
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        frame_index: int | None = None,
+        cache: list | None = None,
+        commit: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """All frames at once: tokens (B, N * h * w, D) in (frame, row, column) order -> same shape, cost linear
+        in N; or, with `frame_index`, the h * w tokens of one frame (B, h * w, D) given this layer's `cache` of
+        earlier frames (see `forward_frame`)."""
+        if frame_index is not None:
+            return self.forward_frame(hidden_states, frame_index, cache, commit)
+        height = width = self.config.latent_size
+        hidden_states = rearrange(hidden_states, "b (t h w) d -> b t h w d", h=height, w=width)
+        num_frames = hidden_states.shape[1]
         sizes = (num_frames, height, width)
         pads = [(s, (-(n + s)) % w) for n, s, w in zip(sizes, self.shift, self.window)]
         padded = F.pad(hidden_states, (0, 0, *pads[2], *pads[1], *pads[0]))
         axes = [torch.arange(n + before + after, device=hidden_states.device) - before for n, (before, after) in
-                zip(sizes, pads)]
+                zip(sizes, pads)]  # fmt: skip
         coords = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)  # (Tp, Hp, Wp, 3)
         valid = ((coords >= 0) & (coords < torch.tensor(sizes, device=coords.device))).all(dim=-1)
         pattern = "(nt wt) (nh wh) (nw ww) c -> (nt nh nw) (wt wh ww) c"
         window_t, window_h, window_w = self.window
         window_coords = rearrange(coords, pattern, wt=window_t, wh=window_h, ww=window_w)
         window_valid = rearrange(valid[..., None], pattern, wt=window_t, wh=window_h, ww=window_w)[..., 0]
-        bias = self.attention_bias(window_coords, window_coords, window_valid)  # (windows, heads, L, L)
+        bias = self.attention_bias(window_coords, window_coords, window_valid)  # (windows, heads, l, l)
 
         windows = rearrange(
             padded, "b (nt wt) (nh wh) (nw ww) d -> b (nt nh nw) (wt wh ww) d", wt=window_t, wh=window_h, ww=window_w
         )
-        query, key, value = (_split_heads(part, self.num_heads) for part in self.qkv(windows).chunk(3, dim=-1))
-        attended = self._attend(query, key, value, bias)
+        query, key, value = (
+            rearrange(part, "b g l (n d) -> b (g n) l d", n=self.num_heads) for part in self.qkv(windows).chunk(3, -1)
+        )
+        attended, weights = self._attend(query, key, value, bias.flatten(0, 1))
+        attended = self.o_proj(rearrange(attended, "b l (g n) d -> b g l (n d)", n=self.num_heads))
         grid_t, grid_h, grid_w = (n + before + after for n, (before, after) in zip(sizes, pads))
         attended = rearrange(
             attended,
             "b (nt nh nw) (wt wh ww) d -> b (nt wt) (nh wh) (nw ww) d",
             nt=grid_t // window_t, nh=grid_h // window_h, wt=window_t, wh=window_h, ww=window_w,
-        )
+        )  # fmt: skip
         (t0, _), (h0, _), (w0, _) = pads
-        return attended[:, t0 : t0 + num_frames, h0 : h0 + height, w0 : w0 + width]
+        attended = attended[:, t0 : t0 + num_frames, h0 : h0 + height, w0 : w0 + width]
+        return rearrange(attended, "b t h w d -> b (t h w) d"), weights
 
     def forward_frame(
         self, hidden_states: torch.Tensor, frame_index: int, cache: list, commit: bool
-    ) -> torch.Tensor:
-        """One frame given the cached keys/values of earlier frames: (B, h, w, D) -> (B, h, w, D).
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One frame given the cached keys/values of earlier frames: (B, h * w, D) -> (B, h * w, D).
 
         `cache` is this layer's list of `(frame_index, key, value)`; with `commit` this frame's keys and values are
         appended (and frames that can no longer share a window with a later frame are dropped)."""
-        batch_size, height, width, _ = hidden_states.shape
-        tokens = rearrange(hidden_states, "b h w d -> b (h w) d")
-        query, key, value = (_split_heads(part, self.num_heads) for part in self.qkv(tokens).chunk(3, dim=-1))
+        height = width = self.config.latent_size
+        tokens = hidden_states
+        query, key, value = (
+            rearrange(part, "b l (n d) -> b n l d", n=self.num_heads) for part in self.qkv(tokens).chunk(3, dim=-1)
+        )
         rows, columns = torch.meshgrid(
             torch.arange(height, device=tokens.device), torch.arange(width, device=tokens.device), indexing="ij"
         )
@@ -231,23 +327,18 @@ class MMVGWindowSelfAttention(nn.Module):
         def frame_coords(index: int) -> torch.Tensor:
             return torch.cat([torch.full_like(spatial[:, :1], index), spatial], dim=-1)
 
-        keys, values, key_coords = [], [], []
-        for cached_index, cached_key, cached_value in cache:
-            keys.append(cached_key)
-            values.append(cached_value)
-            key_coords.append(frame_coords(cached_index))
-        keys.append(key)
-        values.append(value)
-        key_coords.append(frame_coords(frame_index))
-        key_coords = torch.cat(key_coords)
+        entries = [*cache, (frame_index, key, value)]
+        key_coords = torch.cat([frame_coords(index) for index, _, _ in entries])
         bias = self.attention_bias(
             frame_coords(frame_index), key_coords, torch.ones(len(key_coords), dtype=torch.bool, device=tokens.device)
         )
-        attended = self._attend(query, torch.cat(keys, dim=-2), torch.cat(values, dim=-2), bias)
+        attended, weights = self._attend(
+            query, torch.cat([k for _, k, _ in entries], dim=-2), torch.cat([v for _, _, v in entries], dim=-2), bias
+        )
         if commit:
             cache.append((frame_index, key, value))
             del cache[: max(0, len(cache) - (self.window[0] - 1))]
-        return rearrange(attended, "b (h w) d -> b h w d", h=height)
+        return self.o_proj(attended.flatten(-2)), weights
 
 
 class MMVGEncoderLayer(GradientCheckpointingLayer):
@@ -261,62 +352,145 @@ class MMVGEncoderLayer(GradientCheckpointingLayer):
         self.mlp = MMVGMLP(config)
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, L, D) with the key mask (B, 1, 1, L) -> (B, L, D)."""
         normed = self.self_attn_layer_norm(hidden_states)
-        hidden_states = hidden_states + self.self_attn(normed, self.self_attn.key_value(normed), attention_mask)
+        hidden_states = hidden_states + self.self_attn(normed, normed, attention_mask)[0]
         return hidden_states + self.mlp(self.mlp_layer_norm(hidden_states))
 
 
 class MMVGDecoderLayer(GradientCheckpointingLayer):
-    """Video Swin block of Dec^M: block-causal 3D window self-attention, cross-attention to {h}, MLP (pre-norm)."""
+    """Video Swin block of Dec^M: block-causal 3D window self-attention (shifted windows on odd layers),
+    cross-attention to {h}, MLP (pre-norm)."""
 
-    def __init__(self, config: MMVGConfig, shifted: bool):
+    def __init__(self, config: MMVGConfig, layer_idx: int):
         super().__init__()
+        self.layer_idx = layer_idx
         self.self_attn_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.self_attn = MMVGWindowSelfAttention(config, shifted=shifted)
+        self.self_attn = MMVGWindowSelfAttention(config, shifted=layer_idx % 2 == 1)
         self.cross_attn_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.cross_attn = MMVGAttention(config)
         self.mlp_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.mlp = MMVGMLP(config)
 
-    def _cross_and_mlp(self, hidden_states, encoder_key_value, encoder_attention_mask):
-        normed = self.cross_attn_layer_norm(hidden_states)
-        hidden_states = hidden_states + self.cross_attn(normed, encoder_key_value, encoder_attention_mask)
-        return hidden_states + self.mlp(self.mlp_layer_norm(hidden_states))
-
     def forward(
         self,
         hidden_states: torch.Tensor,
-        encoder_key_value: tuple[torch.Tensor, torch.Tensor],
+        encoder_hidden_states: torch.Tensor,
         encoder_attention_mask: torch.Tensor,
+        cache: MMVGDecoderCache | None = None,
+        frame_index: int | None = None,
+        commit: bool = False,
     ) -> torch.Tensor:
-        """(B, N, h, w, D) -> (B, N, h, w, D)."""
-        hidden_states = hidden_states + self.self_attn(self.self_attn_layer_norm(hidden_states))
-        batch_size, num_frames, height = hidden_states.shape[:3]
-        tokens = rearrange(hidden_states, "b t h w d -> b (t h w) d")
-        tokens = self._cross_and_mlp(tokens, encoder_key_value, encoder_attention_mask)
-        return rearrange(tokens, "b (t h w) d -> b t h w d", t=num_frames, h=height)
-
-    def forward_frame(self, hidden_states, frame_index, cache, commit, encoder_key_value, encoder_attention_mask):
-        """One frame (B, h, w, D) with this layer's self-attention `cache` (see `MMVGWindowSelfAttention`)."""
-        hidden_states = hidden_states + self.self_attn.forward_frame(
-            self.self_attn_layer_norm(hidden_states), frame_index, cache, commit
-        )
-        height = hidden_states.shape[1]
-        tokens = self._cross_and_mlp(
-            rearrange(hidden_states, "b h w d -> b (h w) d"), encoder_key_value, encoder_attention_mask
-        )
-        return rearrange(tokens, "b (h w) d -> b h w d", h=height)
+        """The tokens of all frames (B, N * h * w, D), or with `frame_index` of one frame (B, h * w, D) against
+        `cache` (whose cross-attention keys/values are computed once); same shape out. `encoder_attention_mask`
+        (B, 1, 1, L)."""
+        normed = self.self_attn_layer_norm(hidden_states)
+        self_cache = cache.self_attention[self.layer_idx] if cache is not None else None
+        hidden_states = hidden_states + self.self_attn(normed, frame_index, self_cache, commit)[0]
+        key_value = None if cache is None else cache.cross_key_value(self.layer_idx, self.cross_attn, encoder_hidden_states)
+        hidden_states = hidden_states + self.cross_attn(
+            self.cross_attn_layer_norm(hidden_states), encoder_hidden_states, encoder_attention_mask, key_value
+        )[0]
+        return hidden_states + self.mlp(self.mlp_layer_norm(hidden_states))
 
 
 class MMVGDecoderCache:
-    """What frame-by-frame decoding keeps: the encoder's cross-attention keys/values of every decoder layer (computed
-    once) and, per layer, the self-attention keys/values of the last finished frames (at most `window_size[0] - 1`,
-    since no later frame can share a window with older ones)."""
+    """What completion keeps between decoder calls over fixed encoder states: every layer's cross-attention
+    keys/values (computed at the first call) and, per layer, the self-attention keys/values of the last finished
+    frames (at most `window_size[0] - 1`, since no later frame can share a window with older ones)."""
 
-    def __init__(self, cross_key_values: list, encoder_attention_mask: torch.Tensor):
-        self.cross_key_values = cross_key_values
-        self.encoder_attention_mask = encoder_attention_mask
-        self.self_attention: list[list] = [[] for _ in cross_key_values]
+    def __init__(self, num_layers: int):
+        self.cross_key_values: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.self_attention: list[list] = [[] for _ in range(num_layers)]
+
+    def cross_key_value(self, layer_idx: int, attention: MMVGAttention, encoder_hidden_states: torch.Tensor):
+        if layer_idx not in self.cross_key_values:
+            self.cross_key_values[layer_idx] = attention.key_value(encoder_hidden_states)
+        return self.cross_key_values[layer_idx]
+
+
+class MMVGEmbeddings(nn.Module):
+    """The inputs of Enc^M and Dec^M.
+
+    - Enc^M reads `[LP^w(words), LP^v(tokens of the given frames) / one [SPAN] per run of hidden frames]` with
+      modality, frame and spatial position embeddings. LP^v acts on the frozen T-VQ code vectors
+      (`visual_token_embeddings`, a copy of the T-VQ's codebook), so similar patches start with similar embeddings.
+    - Dec^M reads every visual token (or [MASK]) plus the same token of the previous frame (or [MASK], or "no
+      previous frame" at frame 0), with the same frame and spatial positions.
+    """
+
+    def __init__(self, config: MMVGConfig):
+        super().__init__()
+        hidden, code_dim = config.hidden_size, config.tvq_config.codebook_dim
+        self.tokens_per_frame = config.tokens_per_frame
+        # LP^w (factorised) and the text positions
+        self.word_embeddings = nn.Embedding(config.text_vocab_size, config.text_embedding_size)
+        self.word_embeddings.unit_init = True  # followed by a projection with `initializer_range`
+        self.word_projection = nn.Linear(config.text_embedding_size, hidden)
+        self.text_position_embeddings = nn.Embedding(config.max_text_length, hidden)
+        # the frozen code vectors, LP^v for the encoder, [SPAN], and positions shared by encoder and decoder
+        self.visual_token_embeddings = nn.Embedding(config.codebook_size, code_dim)
+        self.visual_token_embeddings.weight.requires_grad_(False)
+        self.visual_projection = nn.Linear(code_dim, hidden)
+        self.span_embedding = nn.Parameter(torch.zeros(hidden))
+        self.modality_embeddings = nn.Embedding(2, hidden)  # 0 text, 1 video
+        self.frame_position_embeddings = nn.Embedding(config.num_frames, hidden)
+        self.spatial_position_embeddings = nn.Embedding(config.tokens_per_frame, hidden)
+        # decoder inputs: the token itself or [MASK], plus the previous frame's token, [MASK] or "no frame"
+        self.decoder_token_projection = nn.Linear(code_dim, hidden)
+        self.mask_embedding = nn.Parameter(torch.zeros(hidden))
+        self.previous_token_projection = nn.Linear(code_dim, hidden) if config.use_previous_frame_input else None
+        self.previous_mask_embedding = nn.Parameter(torch.zeros(hidden))
+        self.previous_start_embedding = nn.Parameter(torch.zeros(hidden))
+
+    def code_vectors(self) -> torch.Tensor:
+        """The frozen T-VQ code vectors (K, codebook_dim)."""
+        return self.visual_token_embeddings.weight.detach()
+
+    def encoder_inputs(
+        self, input_ids: torch.LongTensor, video_token_ids: torch.LongTensor, given_frames_mask: torch.BoolTensor
+    ) -> tuple[torch.Tensor, torch.BoolTensor]:
+        """`[words, V-bar]` embedded (B, L, D), and which of its visual positions are real (B, L - text length)."""
+        text_positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        text = self.word_projection(self.word_embeddings(input_ids))
+        text = text + self.text_position_embeddings(text_positions) + self.modality_embeddings.weight[0]
+
+        flat_ids = rearrange(video_token_ids, "b t h w -> b t (h w)")
+        layout = encoder_visual_layout(given_frames_mask, self.tokens_per_frame)
+        codes = F.embedding(layout.gather_token_ids(flat_ids), self.code_vectors())
+        visual = torch.where(layout.is_span[..., None], self.span_embedding, self.visual_projection(codes))
+        visual = visual + self.frame_position_embeddings(layout.frame_index) + self.modality_embeddings.weight[1]
+        visual = visual + self.spatial_position_embeddings(layout.spatial_index) * (~layout.is_span[..., None])
+        return torch.cat([text, visual], dim=1), layout.attention_mask
+
+    def decoder_inputs(
+        self, token_ids: torch.LongTensor, known: torch.BoolTensor, frame_index: int | None = None
+    ) -> torch.Tensor:
+        """Embeddings of the decoder inputs, in (frame, row, column) order: of all frames (B, N * h * w, D), or of
+        frame `frame_index` (B, h * w, D). `token_ids`, `known` (B, N, h, w): the clip's tokens and which of them are
+        known (the others are [MASK])."""
+        if frame_index is None:
+            frames = torch.arange(token_ids.shape[1], device=token_ids.device)
+            own_ids, own_known = token_ids, known
+            previous_ids = torch.cat([torch.zeros_like(token_ids[:, :1]), token_ids[:, :-1]], dim=1)
+            previous_known = torch.cat([torch.zeros_like(known[:, :1]), known[:, :-1]], dim=1)
+        else:
+            frames = torch.tensor([frame_index], device=token_ids.device)
+            own_ids, own_known = token_ids[:, frame_index, None], known[:, frame_index, None]
+            previous = max(frame_index - 1, 0)
+            previous_ids, previous_known = token_ids[:, previous, None], known[:, previous, None]
+        codes = self.code_vectors()
+        own = self.decoder_token_projection(F.embedding(own_ids, codes))
+        hidden_states = torch.where(own_known[..., None], own, self.mask_embedding)
+        if self.previous_token_projection is not None:
+            previous = self.previous_token_projection(F.embedding(previous_ids, codes))
+            previous = torch.where(previous_known[..., None], previous, self.previous_mask_embedding)
+            is_first = (frames == 0)[None, :, None, None, None]
+            hidden_states = hidden_states + torch.where(is_first, self.previous_start_embedding, previous)
+        height, width = token_ids.shape[2:]
+        spatial = self.spatial_position_embeddings.weight.view(height, width, -1)
+        hidden_states = hidden_states + self.frame_position_embeddings(frames)[None, :, None, None] + spatial
+        return rearrange(hidden_states, "b t h w d -> b (t h w) d")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -327,12 +501,13 @@ class MMVGDecoderCache:
 class MMVGPreTrainedModel(PreTrainedModel):
     config: MMVGConfig
     config_class = MMVGConfig
-    base_model_prefix = "mmvg"
+    base_model_prefix = "model"
     main_input_name = "input_ids"
     input_modalities = ("text", "video")
     accepts_loss_kwargs = False
     supports_gradient_checkpointing = True
     _supports_sdpa = True
+    _supports_attention_backend = True
     _no_split_modules = ["MMVGEncoderLayer", "MMVGDecoderLayer", "TVQModel"]
     _keys_to_ignore_on_load_unexpected = [r"tvq\.temporal_head\..*"]
 
@@ -368,19 +543,18 @@ class MMVGPreTrainedModel(PreTrainedModel):
             if module.bias is not None:
                 init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
-            # the factorised word table is followed by a projection with `std`: unit entries give words the same
-            # scale as the position embeddings
-            word_std = 1.0 if module is getattr(self, "word_embeddings", None) else std
-            init.normal_(module.weight, mean=0.0, std=word_std)
+            init.normal_(module.weight, mean=0.0, std=1.0 if getattr(module, "unit_init", False) else std)
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
         elif isinstance(module, MMVGWindowSelfAttention):
             init.zeros_(module.relative_position_bias)
-        elif isinstance(module, MMVGForVideoCompletion):
+        elif isinstance(module, MMVGEmbeddings):
             for name in ("span_embedding", "mask_embedding", "previous_mask_embedding", "previous_start_embedding"):
                 init.normal_(getattr(module, name), mean=0.0, std=std)
+        elif isinstance(module, MMVGForVideoCompletion):  # after its children: the T-VQ's codes are set
             init.constant_(module.mask_probabilities, self.config.mask_probability)
+            init.copy_(module.model.embeddings.visual_token_embeddings.weight, module.tvq.quantizer.codebook_vectors())
 
 
 def _config_differences(saved: dict, requested: dict, prefix: str = "") -> list[str]:
@@ -397,52 +571,199 @@ def _config_differences(saved: dict, requested: dict, prefix: str = "") -> list[
     return differences
 
 
-class MMVGForVideoCompletion(MMVGPreTrainedModel):
-    """MMVG: completes a clip of N frames from any given frames and a caption.
+class MMVGEncoder(MMVGPreTrainedModel):
+    """Enc^M: full self-attention over the embedded `[words, V-bar]` (see `MMVGEmbeddings.encoder_inputs`)."""
 
-    - The frozen T-VQ (`self.tvq`) turns pixels into h x w tokens per frame and back.
-    - Enc^M reads `[LP^w(words), LP^v(tokens of the given frames) / one [SPAN] per run of hidden frames]` with
-      modality, frame and spatial position embeddings (LP^v acts on the T-VQ code vectors, so similar patches
-      start with similar embeddings).
-    - Dec^M (Video Swin blocks, block-causal over frames) reads every visual token (or [MASK]) plus the same token of
-      the previous frame, cross-attends to {h}, and predicts each token's class; the output head scores a query
-      against the frozen code vectors plus a free, zero-initialised per-class term.
-    - `mask_probabilities` (buffer, saved with the model) is the adaptive p_t.
+    _can_record_outputs = {"hidden_states": MMVGEncoderLayer, "attentions": MMVGAttention}
+
+    def __init__(self, config: MMVGConfig):
+        super().__init__(config)
+        self.layers = nn.ModuleList([MMVGEncoderLayer(config) for _ in range(config.num_encoder_layers)])
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    @capture_outputs(tie_last_hidden_states=False)
+    def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.BoolTensor, **kwargs) -> BaseModelOutput:
+        """`inputs_embeds` (B, L, D), `attention_mask` (B, L) True at real positions -> {h} (B, L, D)."""
+        hidden_states = inputs_embeds
+        layer_mask = attention_mask.bool()[:, None, None, :]
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, layer_mask)
+        return BaseModelOutput(last_hidden_state=self.layer_norm(hidden_states))
+
+
+class MMVGDecoder(MMVGPreTrainedModel):
+    """Dec^M: Video Swin blocks, block-causal over frames, cross-attending to {h} (see `MMVGDecoderLayer`)."""
+
+    _can_record_outputs = {
+        "hidden_states": MMVGDecoderLayer,
+        "attentions": OutputRecorder(MMVGWindowSelfAttention, index=1),
+        "cross_attentions": OutputRecorder(MMVGAttention, index=1, layer_name="cross_attn"),
+    }
+
+    def __init__(self, config: MMVGConfig):
+        super().__init__(config)
+        self.layers = nn.ModuleList([MMVGDecoderLayer(config, index) for index in range(config.num_decoder_layers)])
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    @capture_outputs(tie_last_hidden_states=False)
+    def forward(
+        self,
+        inputs_embeds: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        encoder_attention_mask: torch.BoolTensor,
+        cache: MMVGDecoderCache | None = None,
+        frame_index: int | None = None,
+        commit: bool = False,
+        **kwargs,
+    ) -> BaseModelOutputWithCrossAttentions:
+        """`inputs_embeds` of all frames (B, N * h * w, D), or of frame `frame_index` (B, h * w, D) with the keys and
+        values of earlier frames in `cache` (`commit` adds this frame's); `encoder_hidden_states` {h} (B, L, D) and
+        its mask (B, L). Returns the final states, same shape as `inputs_embeds`."""
+        hidden_states = inputs_embeds
+        layer_mask = encoder_attention_mask.bool()[:, None, None, :]
+        for layer in self.layers:
+            hidden_states = layer(
+                hidden_states, encoder_hidden_states, layer_mask, cache=cache, frame_index=frame_index, commit=commit
+            )
+        return BaseModelOutputWithCrossAttentions(last_hidden_state=self.layer_norm(hidden_states))
+
+
+class MMVGModel(MMVGPreTrainedModel):
+    """The base model: captions and the visual token ids of a clip in, hidden states out.
+
+    Enc^M reads the caption and the given frames (as V-bar); Dec^M reads every visual token, [MASK] where
+    `token_mask` is True, and returns one state per token (B, N * h * w, D). Pixels, the token head and the loss are
+    [`MMVGForVideoCompletion`]'s.
     """
 
     def __init__(self, config: MMVGConfig):
         super().__init__(config)
-        hidden, code_dim = config.hidden_size, config.tvq_config.codebook_dim
-        self.tvq = TVQModel(config.tvq_config)
-        self.tvq.requires_grad_(False)
+        self.embeddings = MMVGEmbeddings(config)
+        self.encoder = MMVGEncoder(config)
+        self.decoder = MMVGDecoder(config)
+        self.post_init()
 
-        # LP^w (factorised) and the text positions
-        self.word_embeddings = nn.Embedding(config.text_vocab_size, config.text_embedding_size)
-        self.word_projection = nn.Linear(config.text_embedding_size, hidden)
-        self.text_position_embeddings = nn.Embedding(config.max_text_length, hidden)
-        # LP^v for the encoder, [SPAN], and positions shared by encoder and decoder
-        self.visual_projection = nn.Linear(code_dim, hidden)
-        self.span_embedding = nn.Parameter(torch.zeros(hidden))
-        self.modality_embeddings = nn.Embedding(2, hidden)  # 0 text, 1 video
-        self.frame_position_embeddings = nn.Embedding(config.num_frames, hidden)
-        self.spatial_position_embeddings = nn.Embedding(config.tokens_per_frame, hidden)
-        self.encoder_layers = nn.ModuleList([MMVGEncoderLayer(config) for _ in range(config.num_encoder_layers)])
-        self.encoder_layer_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
 
-        # decoder inputs: the token itself or [MASK], plus the previous frame's token, [MASK] or "no frame"
-        self.decoder_token_projection = nn.Linear(code_dim, hidden)
-        self.mask_embedding = nn.Parameter(torch.zeros(hidden))
-        self.previous_token_projection = nn.Linear(code_dim, hidden) if config.use_previous_frame_input else None
-        self.previous_mask_embedding = nn.Parameter(torch.zeros(hidden))
-        self.previous_start_embedding = nn.Parameter(torch.zeros(hidden))
-        self.decoder_layers = nn.ModuleList(
-            [MMVGDecoderLayer(config, shifted=index % 2 == 1) for index in range(config.num_decoder_layers)]
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings.word_embeddings = value
+
+    def encode(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None,
+        video_token_ids: torch.LongTensor,
+        given_frames_mask: torch.BoolTensor,
+        **kwargs,
+    ) -> MMVGModelOutput:
+        """Enc^M over `[words, V-bar]`: `encoder_last_hidden_state` {h} (B, L, D) and `encoder_attention_mask`
+        (B, L) bool (and the encoder's hidden states / attentions when asked for)."""
+        if input_ids.shape[1] > self.config.max_text_length:
+            raise ValueError(
+                f"`input_ids` has {input_ids.shape[1]} tokens; the model reads at most {self.config.max_text_length} "
+                "(`config.max_text_length`). Tokenize with the processor, which truncates."
+            )
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        inputs_embeds, visual_mask = self.embeddings.encoder_inputs(input_ids, video_token_ids, given_frames_mask)
+        encoder_attention_mask = torch.cat([attention_mask.bool(), visual_mask], dim=1)
+        encoded = self.encoder(inputs_embeds, encoder_attention_mask, **kwargs)
+        return MMVGModelOutput(
+            encoder_last_hidden_state=encoded.last_hidden_state,
+            encoder_attention_mask=encoder_attention_mask,
+            encoder_hidden_states=encoded.get("hidden_states"),
+            encoder_attentions=encoded.get("attentions"),
         )
-        self.decoder_layer_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
-        self.code_query = nn.Linear(hidden, code_dim)
-        self.class_logits = nn.Linear(hidden, config.codebook_size)
+
+    def decode(
+        self,
+        video_token_ids: torch.LongTensor,
+        known: torch.BoolTensor,
+        encoder_hidden_states: torch.Tensor,
+        encoder_attention_mask: torch.BoolTensor,
+        cache: MMVGDecoderCache | None = None,
+        frame_index: int | None = None,
+        commit: bool = False,
+        **kwargs,
+    ) -> BaseModelOutputWithCrossAttentions:
+        """Dec^M: final states of all frames (B, N * h * w, D), or of frame `frame_index` (B, h * w, D) with `cache`
+        (see `MMVGDecoder`). `known` (B, N, h, w) is False where the decoder reads [MASK]."""
+        inputs_embeds = self.embeddings.decoder_inputs(video_token_ids, known, frame_index)
+        return self.decoder(
+            inputs_embeds, encoder_hidden_states, encoder_attention_mask, cache=cache, frame_index=frame_index,
+            commit=commit, **kwargs,
+        )  # fmt: skip
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        video_token_ids: torch.LongTensor,
+        given_frames_mask: torch.BoolTensor,
+        token_mask: torch.BoolTensor,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs,
+    ) -> MMVGModelOutput:
+        r"""
+        Args:
+            input_ids (`torch.LongTensor` of shape `(B, L_text)`): CLIP token ids of the captions.
+            video_token_ids (`torch.LongTensor` of shape `(B, N, h, w)`): T-VQ tokens of the clips.
+            given_frames_mask (`torch.BoolTensor` of shape `(B, N)`): frames given to the encoder.
+            token_mask (`torch.BoolTensor` of shape `(B, N, h, w)`): tokens the decoder reads as [MASK].
+            attention_mask (`torch.Tensor` of shape `(B, L_text)`, *optional*): 1 for real tokens, 0 for padding.
+        """
+        encoded = self.encode(input_ids, attention_mask, video_token_ids, given_frames_mask, **kwargs)
+        decoded = self.decode(
+            video_token_ids, ~token_mask.bool(), encoded.encoder_last_hidden_state, encoded.encoder_attention_mask,
+            **kwargs,
+        )  # fmt: skip
+        return MMVGModelOutput(
+            last_hidden_state=decoded.last_hidden_state,
+            encoder_last_hidden_state=encoded.encoder_last_hidden_state,
+            encoder_attention_mask=encoded.encoder_attention_mask,
+            encoder_hidden_states=encoded.encoder_hidden_states,
+            encoder_attentions=encoded.encoder_attentions,
+            decoder_hidden_states=decoded.get("hidden_states"),
+            decoder_attentions=decoded.get("attentions"),
+            cross_attentions=decoded.get("cross_attentions"),
+        )
+
+
+class MMVGTokenHead(nn.Module):
+    """Final states (..., D) -> class logits (..., K): a query scored against the frozen code vectors, plus a free,
+    zero-initialised per-class term."""
+
+    def __init__(self, config: MMVGConfig):
+        super().__init__()
+        self.code_query = nn.Linear(config.hidden_size, config.tvq_config.codebook_dim)
+        self.class_logits = nn.Linear(config.hidden_size, config.codebook_size)
         self.class_logits.zero_init = True
 
+    def forward(self, hidden_states: torch.Tensor, code_vectors: torch.Tensor) -> torch.Tensor:
+        return self.code_query(hidden_states) @ code_vectors.t() + self.class_logits(hidden_states)
+
+
+class MMVGForVideoCompletion(MMVGPreTrainedModel):
+    """MMVG: completes a clip of N frames from any given frames and a caption.
+
+    - `model` ([`MMVGModel`]): embeddings, Enc^M and Dec^M over token ids.
+    - `tvq`: the frozen T-VQ, turning pixels into h x w tokens per frame and back.
+    - `head` ([`MMVGTokenHead`]): each token's class logits.
+    - `mask_probabilities` (buffer, saved with the model): the adaptive p_t, drawn from by `draw_training_masks`
+      and updated by `update_mask_probabilities`.
+    """
+
+    def __init__(self, config: MMVGConfig):
+        super().__init__(config)
+        self.model = MMVGModel(config)
+        self.tvq = TVQModel(config.tvq_config)
+        self.tvq.requires_grad_(False)
+        self.head = MMVGTokenHead(config)
         self.register_buffer("mask_probabilities", torch.full((config.num_frames,), config.mask_probability))
         self.post_init()
 
@@ -456,7 +777,23 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
             tvq = TVQModel.from_pretrained(tvq)
         model = cls(MMVGConfig(tvq_config=tvq.config.to_dict(), **config_kwargs))
         model.tvq.load_state_dict(tvq.state_dict())
+        model.copy_tvq_codebook()
         return model
+
+    @torch.no_grad()
+    def copy_tvq_codebook(self) -> None:
+        """Copy the T-VQ's code vectors (as its lookup uses them) into the base model's frozen visual token
+        embeddings, so that `model` reads tokens as the T-VQ that made them. Call it after replacing `tvq`."""
+        self.model.embeddings.visual_token_embeddings.weight.copy_(self.tvq.quantizer.codebook_vectors())
+
+    def _check_codebook(self) -> None:
+        # the base model reads tokens through its copy of the T-VQ's code vectors: a changed `tvq` must be copied in
+        if not torch.equal(self.model.embeddings.code_vectors(), self.tvq.quantizer.codebook_vectors().detach()):
+            raise ValueError(
+                "`model.tvq`'s codebook differs from the code vectors the base model reads tokens with "
+                "(`model.model.embeddings.visual_token_embeddings`); after changing the T-VQ, call "
+                "`model.copy_tvq_codebook()`."
+            )
 
     def train(self, mode: bool = True):
         """As `nn.Module.train`, but the frozen T-VQ always stays in eval mode."""
@@ -465,10 +802,6 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
         return self
 
     # -- inputs ------------------------------------------------------------------------------------------------
-
-    def _code_vectors(self) -> torch.Tensor:
-        """The frozen T-VQ code vectors (K, codebook_dim)."""
-        return self.tvq.quantizer.codebook_vectors().detach()
 
     def _check_pixels(self, pixel_values_videos: torch.Tensor) -> None:
         config = self.config
@@ -513,110 +846,23 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
         mask[:, :2] = 1
         return ids, mask
 
-    # -- encoder -----------------------------------------------------------------------------------------------
-
-    def encode(
+    def video_logits(
         self,
-        input_ids: torch.LongTensor,
-        attention_mask: torch.Tensor | None,
         video_token_ids: torch.LongTensor,
-        given_frames_mask: torch.BoolTensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Enc^M over `[words, V-bar]`. Returns `({h} (B, L, D), key mask (B, L) bool)`."""
-        config = self.config
-        if input_ids.shape[1] > config.max_text_length:
-            raise ValueError(
-                f"`input_ids` has {input_ids.shape[1]} tokens; the model reads at most {config.max_text_length} "
-                "(`config.max_text_length`). Tokenize with the processor, which truncates."
-            )
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        text_positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        text = self.word_projection(self.word_embeddings(input_ids))
-        text = text + self.text_position_embeddings(text_positions) + self.modality_embeddings.weight[0]
-
-        flat_ids = rearrange(video_token_ids, "b t h w -> b t (h w)")
-        layout = encoder_visual_layout(given_frames_mask, config.tokens_per_frame)
-        codes = F.embedding(layout.gather_token_ids(flat_ids), self._code_vectors())
-        visual = torch.where(layout.is_span[..., None], self.span_embedding, self.visual_projection(codes))
-        visual = visual + self.frame_position_embeddings(layout.frame_index) + self.modality_embeddings.weight[1]
-        visual = visual + self.spatial_position_embeddings(layout.spatial_index) * (~layout.is_span[..., None])
-
-        hidden_states = torch.cat([text, visual], dim=1)
-        key_mask = torch.cat([attention_mask.bool(), layout.attention_mask], dim=1)
-        layer_mask = key_mask[:, None, None, :]
-        for layer in self.encoder_layers:
-            hidden_states = layer(hidden_states, layer_mask)
-        return self.encoder_layer_norm(hidden_states), key_mask
-
-    # -- decoder -----------------------------------------------------------------------------------------------
-
-    def _decoder_inputs(
-        self, token_ids: torch.Tensor, known: torch.Tensor, previous_ids: torch.Tensor, previous_known: torch.Tensor,
-        frame_indices: torch.Tensor,
-    ) -> torch.Tensor:
-        """Embeddings (B, T', h, w, D) of decoder inputs at frames `frame_indices` (T',): each token or [MASK], plus
-        the previous frame's token, [MASK], or "no previous frame" at frame 0; plus frame and spatial positions."""
-        codes = self._code_vectors()
-        own = self.decoder_token_projection(F.embedding(token_ids, codes))
-        hidden_states = torch.where(known[..., None], own, self.mask_embedding)
-        if self.previous_token_projection is not None:
-            previous = self.previous_token_projection(F.embedding(previous_ids, codes))
-            previous = torch.where(previous_known[..., None], previous, self.previous_mask_embedding)
-            is_first = (frame_indices == 0)[None, :, None, None, None]
-            hidden_states = hidden_states + torch.where(is_first, self.previous_start_embedding, previous)
-        height, width = token_ids.shape[2:]
-        spatial = self.spatial_position_embeddings.weight.view(height, width, -1)
-        return hidden_states + self.frame_position_embeddings(frame_indices)[None, :, None, None] + spatial
-
-    def _logits(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """Final states (..., D) -> logits (..., K): the query against the frozen code vectors, plus a free term."""
-        hidden_states = self.decoder_layer_norm(hidden_states)
-        return self.code_query(hidden_states) @ self._code_vectors().t() + self.class_logits(hidden_states)
-
-    def _cross_key_values(self, encoder_states: torch.Tensor) -> list:
-        return [layer.cross_attn.key_value(encoder_states) for layer in self.decoder_layers]
-
-    def decode(
-        self,
-        token_ids: torch.LongTensor,
         known: torch.BoolTensor,
-        encoder_states: torch.Tensor,
-        encoder_mask: torch.Tensor,
-        cross_key_values: list | None = None,
-    ) -> torch.Tensor:
-        """Dec^M over all frames: ids and known mask (B, N, h, w) -> logits (B, N, h, w, K)."""
-        num_frames = token_ids.shape[1]
-        previous_ids = torch.cat([torch.zeros_like(token_ids[:, :1]), token_ids[:, :-1]], dim=1)
-        previous_known = torch.cat([torch.zeros_like(known[:, :1]), known[:, :-1]], dim=1)
-        frames = torch.arange(num_frames, device=token_ids.device)
-        hidden_states = self._decoder_inputs(token_ids, known, previous_ids, previous_known, frames)
-        cross_key_values = cross_key_values or self._cross_key_values(encoder_states)
-        layer_mask = encoder_mask[:, None, None, :]
-        for layer, key_value in zip(self.decoder_layers, cross_key_values):
-            hidden_states = layer(hidden_states, key_value, layer_mask)
-        return self._logits(hidden_states)
-
-    def decode_frame(
-        self,
-        token_ids: torch.LongTensor,
-        known: torch.BoolTensor,
-        previous_ids: torch.LongTensor,
-        previous_known: torch.BoolTensor,
-        frame_index: int,
-        cache: MMVGDecoderCache,
+        encoder_hidden_states: torch.Tensor,
+        encoder_attention_mask: torch.BoolTensor,
+        cache: MMVGDecoderCache | None = None,
+        frame_index: int | None = None,
         commit: bool = False,
     ) -> torch.Tensor:
-        """Dec^M on one frame with cached earlier frames: (B, h, w) ids -> logits (B, h, w, K). With `commit` the
-        frame is final and its keys/values join `cache`. Gives the same logits as `decode` on the whole clip."""
-        frames = torch.tensor([frame_index], device=token_ids.device)
-        hidden_states = self._decoder_inputs(
-            token_ids[:, None], known[:, None], previous_ids[:, None], previous_known[:, None], frames
-        )[:, 0]
-        layer_mask = cache.encoder_attention_mask[:, None, None, :]
-        for layer, layer_cache, key_value in zip(self.decoder_layers, cache.self_attention, cache.cross_key_values):
-            hidden_states = layer.forward_frame(hidden_states, frame_index, layer_cache, commit, key_value, layer_mask)
-        return self._logits(hidden_states)
+        """Class logits of all frames (B, N, h, w, K), or of frame `frame_index` (B, h, w, K); see `MMVGModel.decode`."""
+        decoded = self.model.decode(
+            video_token_ids, known, encoder_hidden_states, encoder_attention_mask, cache, frame_index, commit
+        )
+        logits = self.head(decoded.last_hidden_state, self.model.embeddings.code_vectors())
+        shape = video_token_ids.shape if frame_index is None else video_token_ids[:, 0].shape
+        return logits.view(*shape, -1)
 
     # -- training ----------------------------------------------------------------------------------------------
 
@@ -682,6 +928,7 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
         )  # fmt: skip
         self.mask_probabilities.copy_(updated)
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor,
@@ -690,8 +937,8 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
         video_token_ids: torch.LongTensor | None = None,
         given_frames_mask: torch.BoolTensor | None = None,
         token_mask: torch.BoolTensor | None = None,
-        return_dict: bool | None = None,
-    ) -> MMVGOutput | tuple:
+        **kwargs,
+    ) -> MMVGOutput:
         r"""
         Masked video generation loss: a pure function of its inputs (same inputs, same outputs; no buffer changes).
 
@@ -703,6 +950,8 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
             given_frames_mask (`torch.BoolTensor` of shape `(B, N)`): frames given to the model.
             token_mask (`torch.BoolTensor` of shape `(B, N, h, w)`): decoder tokens replaced by [MASK] and predicted;
                 False on given frames. Both masks come from `draw_training_masks` in training (or any other rule).
+            output_attentions, output_hidden_states (`bool`, *optional*): also return the attention weights (with
+                `attn_implementation="eager"`) and the hidden states of every layer.
         """
         if given_frames_mask is None or token_mask is None:
             raise ValueError(
@@ -710,7 +959,7 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
                 "`model.draw_training_masks(input_ids, attention_mask, video_token_ids=...)`, which returns every "
                 "input of `forward`."
             )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        self._check_codebook()
         token_ids = self._visual_token_ids(pixel_values_videos, video_token_ids)
         device = token_ids.device
         given_frames_mask = given_frames_mask.to(device=device, dtype=torch.bool)
@@ -722,30 +971,29 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
             )
         if (token_mask & given_frames_mask[:, :, None, None]).any():
             raise ValueError("`token_mask` masks tokens of given frames; given frames are never predicted.")
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
 
-        encoder_states, encoder_mask = self.encode(input_ids, attention_mask, token_ids, given_frames_mask)
-        logits = self.decode(token_ids, ~token_mask, encoder_states, encoder_mask)
+        outputs = self.model(
+            input_ids, token_ids, given_frames_mask, token_mask, attention_mask=attention_mask, **kwargs
+        )
+        logits = self.head(outputs.last_hidden_state, self.model.embeddings.code_vectors()).view(*token_ids.shape, -1)
 
         token_losses = F.cross_entropy(rearrange(logits, "b t h w k -> b k t h w").float(), token_ids,
-                                       reduction="none")
+                                       reduction="none")  # fmt: skip
         loss_sums = (token_losses * token_mask).sum(dim=(0, 2, 3))
         counts = token_mask.sum(dim=(0, 2, 3))
-        frame_loss_mask = counts > 0
         frame_losses = loss_sums / counts.clamp(min=1)
-        loss = frame_losses[frame_loss_mask].mean()
-        output = MMVGOutput(
-            loss=loss,
+        return MMVGOutput(
+            loss=frame_losses[counts > 0].mean(),
             logits=logits,
             frame_losses=frame_losses.detach(),
-            frame_loss_mask=frame_loss_mask,
             frame_token_counts=counts,
-            given_frames_mask=given_frames_mask,
-            token_mask=token_mask,
-            encoder_last_hidden_state=encoder_states,
+            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            encoder_hidden_states=outputs.encoder_hidden_states,
+            encoder_attentions=outputs.encoder_attentions,
+            decoder_hidden_states=outputs.decoder_hidden_states,
+            decoder_attentions=outputs.decoder_attentions,
+            cross_attentions=outputs.cross_attentions,
         )
-        return output if return_dict else output.to_tuple()
 
     # -- completion --------------------------------------------------------------------------------------------
 
@@ -777,19 +1025,18 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
             video_token_ids (`torch.LongTensor` of shape `(B, N, h, w)`, *optional*): tokens instead of pixels; then
                 the output frames are all decoded from tokens.
             decoding (`str`): `"parallel"` (MaskGIT, `num_inference_steps` model calls) or `"autoregressive"` (frame
-                by frame, token by token in raster order, with cached keys/values: N * h * w calls).
+                by frame, token by token in raster order, with cached keys/values: N * h * w calls); `decoding.py`.
             guidance_scale (`float`): classifier-free guidance; 1 uses the caption only, > 1 also runs the empty
                 prompt and extrapolates away from it.
             temperature, top_k, top_p: sampling; `temperature=0` is greedy.
             generator (`torch.Generator`, *optional*): for reproducible sampling.
             progress (`bool`): show a progress bar over the decoding steps.
         """
-        if decoding not in ("parallel", "autoregressive"):
-            raise ValueError(f"Unknown `decoding` {decoding!r}; expected 'parallel' or 'autoregressive'.")
         check_memory(self.config, input_ids.shape[0], self.device, training=False, guidance=guidance_scale != 1.0)
         if given_frames_mask is None:
             raise ValueError("Pass `given_frames_mask` (B, N): True at the frames that are given.")
-        token_ids = self._visual_token_ids(pixel_values_videos, video_token_ids).clone()
+        self._check_codebook()
+        token_ids = self._visual_token_ids(pixel_values_videos, video_token_ids)
         batch_size, num_frames = token_ids.shape[:2]
         given_frames_mask = given_frames_mask.to(device=token_ids.device, dtype=torch.bool)
         if tuple(given_frames_mask.shape) != (batch_size, num_frames):
@@ -798,47 +1045,24 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
             )
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        known = given_frames_mask[:, :, None, None].expand_as(token_ids).clone()
+        known = given_frames_mask[:, :, None, None].expand_as(token_ids)
 
-        guided = guidance_scale != 1.0
-        if guided:  # one encoder pass over the captions and the empty prompt, as a doubled batch
+        if guidance_scale != 1.0:  # one encoder pass over the captions and the empty prompt, as a doubled batch
             null_ids, null_mask = self._null_text(input_ids)
             padding = null_ids.shape[1] - input_ids.shape[1]
             input_ids = torch.cat([F.pad(input_ids, (0, padding), value=self.config.text_eos_token_id), null_ids])
             attention_mask = torch.cat([F.pad(attention_mask, (0, padding), value=0), null_mask])
-            encoder_states, encoder_mask = self.encode(
+            encoded = self.model.encode(
                 input_ids, attention_mask, torch.cat([token_ids, token_ids]), given_frames_mask.repeat(2, 1)
             )
         else:
-            encoder_states, encoder_mask = self.encode(input_ids, attention_mask, token_ids, given_frames_mask)
+            encoded = self.model.encode(input_ids, attention_mask, token_ids, given_frames_mask)
 
-        def combine(logits: torch.Tensor) -> torch.Tensor:
-            if not guided:
-                return logits
-            conditional, unconditional = logits.chunk(2)
-            return guided_logits(conditional, unconditional, guidance_scale)
-
-        def twice(tensor: torch.Tensor) -> torch.Tensor:
-            return torch.cat([tensor, tensor]) if guided else tensor
-
-        if decoding == "parallel":
-            cross_key_values = self._cross_key_values(encoder_states)
-            shape = token_ids.shape
-
-            def logits_fn(flat_ids, flat_known):
-                ids, is_known = flat_ids.view(shape), flat_known.view(shape)
-                logits = self.decode(twice(ids), twice(is_known), encoder_states, encoder_mask, cross_key_values)
-                return combine(logits).flatten(1, 3)
-
-            token_ids = parallel_decode(
-                logits_fn, token_ids.flatten(1), known.flatten(1), num_inference_steps, temperature, top_k, top_p,
-                generator, progress,
-            ).view(shape)
-        else:
-            token_ids = self._autoregressive_decode(
-                token_ids, known, encoder_states, encoder_mask, combine, twice, temperature, top_k, top_p, generator,
-                progress,
-            )
+        token_ids = decode_tokens(
+            MMVGVideoLogits(self, encoded.encoder_last_hidden_state, encoded.encoder_attention_mask), token_ids,
+            known, decoding=decoding, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+            temperature=temperature, top_k=top_k, top_p=top_p, generator=generator, progress=progress,
+        )  # fmt: skip
 
         output_frames = self.tvq.decode(token_ids).float()
         if pixel_values_videos is not None:
@@ -846,42 +1070,28 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
             output_frames = torch.where(given, pixel_values_videos.to(output_frames.dtype), output_frames)
         return MMVGCompletionOutput(frames=output_frames, token_ids=token_ids, given_frames_mask=given_frames_mask)
 
-    def _autoregressive_decode(
-        self, token_ids, known, encoder_states, encoder_mask, combine, twice, temperature, top_k, top_p, generator,
-        progress,
-    ) -> torch.LongTensor:
-        """Frames in order; in a frame, each unknown token in raster order from the logits given the tokens before
-        it; a finished frame's keys/values are cached."""
-        num_frames, height, width = token_ids.shape[1:]
-        cache = MMVGDecoderCache(self._cross_key_values(encoder_states), encoder_mask)
-        positions = [(row, column) for row in range(height) for column in range(width)]
-        steps = int((~known).flatten(2).any(dim=2).any(dim=0).sum()) * len(positions)
-        bar = tqdm(total=steps, desc="autoregressive decoding", disable=not progress, leave=False)
-        for frame in range(num_frames):
-            previous_ids = token_ids[:, frame - 1] if frame > 0 else torch.zeros_like(token_ids[:, 0])
-            previous_known = known[:, frame - 1] if frame > 0 else torch.zeros_like(known[:, 0])
-            if not known[:, frame].all():
-                for row, column in positions:
-                    unknown = ~known[:, frame, row, column]
-                    if unknown.any():
-                        logits = self.decode_frame(
-                            twice(token_ids[:, frame]), twice(known[:, frame]), twice(previous_ids),
-                            twice(previous_known), frame, cache,
-                        )
-                        sampled, _ = sample_tokens(
-                            combine(logits)[:, row, column], temperature, top_k, top_p, generator
-                        )
-                        token_ids[:, frame, row, column] = torch.where(unknown, sampled,
-                                                                       token_ids[:, frame, row, column])
-                        known[:, frame, row, column] = True
-                    bar.update(1)
-            if frame < num_frames - 1:
-                self.decode_frame(
-                    twice(token_ids[:, frame]), twice(known[:, frame]), twice(previous_ids), twice(previous_known),
-                    frame, cache, commit=True,
-                )
-        bar.close()
-        return token_ids
+
+class MMVGVideoLogits:
+    """The `decoding.LogitsFn` of a model over fixed encoder states. `frame=None` runs Dec^M over all frames (with
+    the cross-attention keys/values computed once); `frame=t` runs frame t alone, after committing to the cache the
+    keys/values of the frames before t that it does not hold yet (they are final once a later frame is asked for)."""
+
+    def __init__(self, model: MMVGForVideoCompletion, encoder_hidden_states: torch.Tensor,
+                 encoder_attention_mask: torch.BoolTensor):  # fmt: skip
+        self.model = model
+        self.encoder_hidden_states = encoder_hidden_states
+        self.encoder_attention_mask = encoder_attention_mask
+        self.cache = MMVGDecoderCache(model.config.num_decoder_layers)
+        self.committed_frames = 0
+
+    def __call__(self, token_ids: torch.Tensor, known: torch.Tensor, frame: int | None = None) -> torch.Tensor:
+        states = (self.encoder_hidden_states, self.encoder_attention_mask, self.cache)
+        if frame is None:
+            return self.model.video_logits(token_ids, known, *states)
+        for earlier in range(self.committed_frames, frame):
+            self.model.model.decode(token_ids, known, *states, frame_index=earlier, commit=True)
+        self.committed_frames = max(self.committed_frames, frame)
+        return self.model.video_logits(token_ids, known, *states, frame_index=frame)
 
 
 # saved folders carry this code and an `auto_map`, so they load with `trust_remote_code=True` without the package
@@ -889,7 +1099,12 @@ MMVGForVideoCompletion.register_for_auto_class("AutoModel")
 
 __all__ = [
     "MMVGCompletionOutput",
+    "MMVGDecoder",
+    "MMVGEncoder",
     "MMVGForVideoCompletion",
+    "MMVGModel",
+    "MMVGModelOutput",
     "MMVGOutput",
     "MMVGPreTrainedModel",
+    "MMVGVideoLogits",
 ]

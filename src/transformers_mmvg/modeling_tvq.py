@@ -6,9 +6,11 @@ the order head FC^T sees pairs of quantized frames of one clip and predicts whet
     model = TVQModel(TVQConfig())
     token_ids = model.encode(pixel_values).token_ids      # (B, T, C, H, W) in [-1, 1] -> (B, T, h, w) int64
     frames = model.decode(token_ids)                      # (B, T, h, w) -> (B, T, C, H, W) in [-1, 1]
-    outputs = model(pixel_values)                         # training: outputs.loss and every term
+    outputs = model(pixel_values)                         # training: outputs.loss and the model's terms
 
-Training with the adversarial term: see `transformers_mmvg.losses_tvq` (two lines per step).
+This file is what inference needs. The perceptual and adversarial terms of training (the feature extractor F, the
+patch discriminator) are not part of the model: `TVQTrainer` adds them to `outputs.loss` with
+`losses_tvq.generator_loss`.
 """
 
 import math
@@ -24,8 +26,6 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_tvq import TVQConfig
-from .losses_tvq import FeatureExtractor, adaptive_adversarial_weight, build_perceptual_network, hinge_g_loss
-from .losses_tvq import perceptual_loss as compute_perceptual_loss
 
 
 @dataclass
@@ -71,19 +71,16 @@ class TVQQuantizerOutput(ModelOutput):
 class TVQModelOutput(ModelOutput):
     """
     Output of [`TVQModel.forward`]. Loss terms are unweighted; `loss` is their weighted sum over the enabled terms
-    (`config.use_*`). A disabled term (or the adversarial term without a discriminator / before
-    `discriminator_start_step`, or the temporal term for single frames) is `None`.
+    (`config.use_*`). A disabled term (or the temporal term for single frames) is `None`. The perceptual and
+    adversarial terms of training are not the model's: `losses_tvq.generator_loss` adds them to `loss`.
 
     Args:
         loss (`torch.FloatTensor`): `l1_weight * l1 + l2_weight * l2 + codebook_weight * codebook + beta * commitment
-            + perceptual_weight * perceptual + adversarial_weight * w_adaptive * adversarial
             + temporal_weight * temporal`.
         reconstruction (`torch.FloatTensor` of shape `(B, T, C, H, W)`): decoded frames in [-1, 1] (clamped in the
             forward pass, identity gradient).
         token_ids (`torch.LongTensor` of shape `(B, T, h, w)`).
-        l1_loss, l2_loss, codebook_loss, commitment_loss, perceptual_loss (`torch.FloatTensor`).
-        adversarial_loss (`torch.FloatTensor`): generator hinge loss `-mean(D(v^))`.
-        adversarial_weight (`torch.FloatTensor`): the weight applied to it, `adversarial_weight * w_adaptive`.
+        l1_loss, l2_loss, codebook_loss, commitment_loss (`torch.FloatTensor`).
         temporal_loss (`torch.FloatTensor`): `BCE(FC^T(z_i, z_j), [i < j])` over the sampled pairs.
         temporal_accuracy (`torch.FloatTensor`): accuracy of FC^T on those pairs.
         codebook_perplexity (`torch.FloatTensor`): perplexity of this batch's code frequencies.
@@ -98,9 +95,6 @@ class TVQModelOutput(ModelOutput):
     l2_loss: torch.FloatTensor | None = None
     codebook_loss: torch.FloatTensor | None = None
     commitment_loss: torch.FloatTensor | None = None
-    perceptual_loss: torch.FloatTensor | None = None
-    adversarial_loss: torch.FloatTensor | None = None
-    adversarial_weight: torch.FloatTensor | None = None
     temporal_loss: torch.FloatTensor | None = None
     temporal_accuracy: torch.FloatTensor | None = None
     codebook_perplexity: torch.FloatTensor | None = None
@@ -477,6 +471,10 @@ class TVQPreTrainedModel(PreTrainedModel):
     input_modalities = ("video",)
     accepts_loss_kwargs = False
     _no_split_modules = ["TVQEncoder", "TVQDecoder", "TVQVectorQuantizer"]
+    # no attention layers, so every attention implementation a parent model asks for (MMVG's eager or sdpa) fits
+    _supports_sdpa = True
+    _supports_flex_attn = True
+    _supports_flash_attn = True
 
     def _init_weights(self, module):
         if isinstance(module, (nn.Conv2d, nn.Linear)):
@@ -503,8 +501,7 @@ class TVQModel(TVQPreTrainedModel):
     """T-VQ: per-frame VQGAN + the temporal order head FC^T. Frames are (B, T, C, H, W) in [-1, 1]; single images
     (B, C, H, W) are accepted by `encode` / `forward` and ids (B, h, w) by `decode`.
 
-    The perceptual network F is built from the config on first use (or set with `set_perceptual_network`) and is
-    not a registered submodule: it is not in `state_dict`, `parameters()` or the checkpoint.
+    The perceptual network F and the discriminator of training are not part of the model (`TVQTrainer` holds them).
     """
 
     def __init__(self, config: TVQConfig):
@@ -514,34 +511,6 @@ class TVQModel(TVQPreTrainedModel):
         self.decoder = TVQDecoder(config)
         self.temporal_head = TVQTemporalHead(config) if config.use_temporal_loss else None
         self.post_init()
-
-    # -- perceptual network (kept out of the module tree) ----------------------------------------------------------
-
-    @property
-    def perceptual_network(self) -> FeatureExtractor:
-        """F for the perceptual loss; built from the config on first access."""
-        network = self.__dict__.get("_perceptual_network")
-        if network is None:
-            # Layers initialise from the global RNG before F's own seeded weights replace them; fork_rng keeps that
-            # draw from advancing the RNG the training step samples from, so a run resumed from a checkpoint (F
-            # built at its first step) draws the same frame pairs as the run that built F at step 1.
-            with torch.random.fork_rng(devices=[]):
-                network = build_perceptual_network(self.config)
-            self.__dict__["_perceptual_network"] = network
-        return network
-
-    def set_perceptual_network(self, network: FeatureExtractor) -> None:
-        """Use another F: any callable (N, C, H, W) in [-1, 1] -> list of feature maps (e.g. a local VGG).
-        An `nn.Module` is frozen (`requires_grad_(False)`, `eval()`)."""
-        if isinstance(network, nn.Module):
-            network.requires_grad_(False).eval()
-        self.__dict__["_perceptual_network"] = network
-
-    def _perceptual_network_on(self, reference: torch.Tensor) -> FeatureExtractor:
-        network = self.perceptual_network
-        if isinstance(network, nn.Module):
-            network.to(device=reference.device, dtype=reference.dtype)
-        return network
 
     # -- encode / decode ---------------------------------------------------------------------------------------
 
@@ -574,12 +543,6 @@ class TVQModel(TVQPreTrainedModel):
 
     # -- training forward -------------------------------------------------------------------------------------
 
-    def adversarial_active(self, global_step: int | None) -> bool:
-        """Whether the adversarial term is on at `global_step` (`None`: no schedule, on)."""
-        if not self.config.use_adversarial_loss:
-            return False
-        return global_step is None or global_step >= self.config.discriminator_start_step
-
     def _temporal_terms(self, quantized_latents: torch.Tensor):
         """quantized_latents (B, T, D, h, w) -> (BCE loss, accuracy): over random ordered pairs of frames in training,
         over every ordered pair in eval mode (so an eval forward is deterministic: same inputs, same outputs)."""
@@ -599,22 +562,13 @@ class TVQModel(TVQPreTrainedModel):
         accuracy = ((logits > 0).to(logits.dtype) == labels).float().mean()
         return loss, accuracy
 
-    def forward(
-        self,
-        pixel_values: torch.Tensor,
-        discriminator: nn.Module | None = None,
-        global_step: int | None = None,
-        return_dict: bool | None = None,
-    ) -> TVQModelOutput | tuple:
+    def forward(self, pixel_values: torch.Tensor, return_dict: bool | None = None) -> TVQModelOutput | tuple:
         r"""
-        Reconstruct clips and compute every enabled loss term.
+        Reconstruct clips and compute the model's enabled loss terms (reconstruction, codebook, commitment,
+        temporal order); `losses_tvq.generator_loss` adds the perceptual and adversarial terms of training.
 
         Args:
             pixel_values (`torch.FloatTensor` of shape `(B, T, C, H, W)` or `(B, C, H, W)`): frames in [-1, 1].
-            discriminator (`nn.Module`, *optional*): a [`~losses_tvq.PatchDiscriminator`]; with
-                `config.use_adversarial_loss` and `global_step >= config.discriminator_start_step` the hinge
-                generator loss, scaled by `adversarial_weight` and (optionally) VQGAN's adaptive weight, joins the loss.
-            global_step (`int`, *optional*): the optimisation step, for `discriminator_start_step`.
 
         In training mode the quantizer may change the codebook before the lookup (data init, dead-code restarts).
         """
@@ -636,11 +590,6 @@ class TVQModel(TVQPreTrainedModel):
         if config.use_l2_loss:
             terms["l2_loss"] = F.mse_loss(reconstruction, target)
             total = total + config.l2_weight * terms["l2_loss"]
-        if config.use_perceptual_loss:
-            network = self._perceptual_network_on(target)
-            terms["perceptual_loss"] = compute_perceptual_loss(network, reconstruction, target)
-            total = total + config.perceptual_weight * terms["perceptual_loss"]
-        nll_loss = total
         if config.use_codebook_loss:
             terms["codebook_loss"] = quantized.codebook_loss
             total = total + config.codebook_weight * quantized.codebook_loss
@@ -651,21 +600,6 @@ class TVQModel(TVQPreTrainedModel):
         if config.use_temporal_loss and num_frames > 1:
             terms["temporal_loss"], terms["temporal_accuracy"] = self._temporal_terms(latents)
             total = total + config.temporal_weight * terms["temporal_loss"]
-        if discriminator is not None and self.adversarial_active(global_step):
-            g_loss = hinge_g_loss(discriminator(reconstruction))
-            weight = torch.tensor(float(config.adversarial_weight), device=g_loss.device)
-            last_layer = self.decoder.conv_out.weight
-            if (
-                config.use_adaptive_adversarial_weight
-                and torch.is_grad_enabled()
-                and last_layer.requires_grad
-                and nll_loss.requires_grad
-            ):
-                weight = weight * adaptive_adversarial_weight(
-                    nll_loss, g_loss, last_layer, max_weight=config.adaptive_weight_max
-                )
-            terms["adversarial_loss"], terms["adversarial_weight"] = g_loss, weight
-            total = total + weight * g_loss
 
         reconstruction = rearrange(reconstruction, "(b t) c h w -> b t c h w", b=batch_size)
         token_ids = rearrange(quantized.token_ids, "(b t) h w -> b t h w", b=batch_size)

@@ -18,6 +18,15 @@ from .video_processing_mmvg import MMVGVideoProcessor
 logger = logging.get_logger(__name__)
 
 
+class MMVGProcessorKwargs(ProcessingKwargs, total=False):
+    # Processor-level defaults (lowest priority; call kwargs override them). transformers >= 5.23 also reads them from
+    # the processor's class attributes (below); earlier 5.x releases only from here.
+    _defaults = {
+        "text_kwargs": {"padding": "longest", "truncation": True, "return_tensors": "pt"},
+        "videos_kwargs": {"return_tensors": "pt"},
+    }
+
+
 class MMVGProcessor(ProcessorMixin):
     r"""
     Wraps the CLIP tokenizer and [`MMVGVideoProcessor`] into one processor.
@@ -32,9 +41,10 @@ class MMVGProcessor(ProcessorMixin):
             Frame processor; defaults to `MMVGVideoProcessor()` (8 frames of 64x64).
     """
 
-    # Processor-level defaults (lowest priority; call kwargs override them).
-    text_kwargs = {"padding": "longest", "truncation": True, "return_tensors": "pt"}
-    videos_kwargs = {"return_tensors": "pt"}
+    valid_processor_kwargs = MMVGProcessorKwargs
+    # Processor-level defaults (lowest priority; call kwargs override them): `MMVGProcessorKwargs._defaults`.
+    text_kwargs = MMVGProcessorKwargs._defaults["text_kwargs"]
+    videos_kwargs = MMVGProcessorKwargs._defaults["videos_kwargs"]
 
     def __init__(
         self,
@@ -50,7 +60,7 @@ class MMVGProcessor(ProcessorMixin):
         self,
         text: str | list[str] | None = None,
         videos: VideoInput | None = None,
-        **kwargs: Unpack[ProcessingKwargs],
+        **kwargs: Unpack[MMVGProcessorKwargs],
     ) -> BatchFeature:
         """Tokenize captions and preprocess clips.
 
@@ -81,7 +91,10 @@ class MMVGProcessor(ProcessorMixin):
             if num_captions != num_videos:
                 raise ValueError(f"got {num_captions} captions for {num_videos} videos; pass one caption per video")
 
-        output_kwargs = self._merge_kwargs(tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs)
+        # the kwargs class is passed explicitly: transformers < 5.23 requires it as the first argument
+        output_kwargs = self._merge_kwargs(
+            MMVGProcessorKwargs, tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs
+        )
         data = {}
         if text is not None:
             text_kwargs = output_kwargs["text_kwargs"]

@@ -98,8 +98,8 @@ class MMVGTrainer(Trainer):
         outputs = model(**unwrapped.draw_training_masks(**inputs, generator=generator))
         if model.training:
             self._update_mask_probabilities(unwrapped, outputs)
-            for index, (value, valid) in enumerate(zip(outputs.frame_losses.tolist(), outputs.frame_loss_mask.tolist())):
-                if valid:
+            for index, (value, count) in enumerate(zip(outputs.frame_losses.tolist(), outputs.frame_token_counts.tolist())):
+                if count > 0:
                     self._frame_sums[index] += value
                     self._frame_counts[index] += 1
         return (outputs.loss, outputs) if return_outputs else outputs.loss

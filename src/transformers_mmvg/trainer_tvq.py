@@ -1,10 +1,13 @@
 """Training and evaluating T-VQ with the transformers `Trainer` (training-only; inference needs none of it).
 
 `TVQTrainer` adds to `Trainer`:
-- the VQGAN discriminator step: after each generator step (the model's forward with every loss term,
-  the adaptive-weighted hinge generator loss among them once `discriminator_start_step` is reached)
-  a second optimizer updates the patch discriminator on real frames vs the detached reconstruction;
-  both go through `accelerator.backward`, so the step runs unchanged under accelerate / DDP;
+- the training-only terms of the VQGAN objective, which the model does not compute: the perceptual loss with the
+  feature extractor F (`perceptual_network`, built from the config unless given) and, once
+  `discriminator_start_step` is reached, the adaptive-weighted hinge generator loss of the patch discriminator
+  (`losses_tvq.generator_loss` adds both to the model's loss);
+- the VQGAN discriminator step: after each generator step a second optimizer updates the patch discriminator on
+  real frames vs the detached reconstruction; both go through `accelerator.backward`, so the step runs unchanged
+  under accelerate / DDP;
 - the discriminator and its optimizer saved in, and restored from, every checkpoint beside the
   model's own optimizer and scheduler (so `resume_from_checkpoint` resumes the GAN too);
 - a random ordered subset of each clip's frames per training step (`train_frames_per_clip`), drawn in the
@@ -26,7 +29,14 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import Trainer
 
-from .losses_tvq import PatchDiscriminator, discriminator_loss
+from .losses_tvq import (
+    FeatureExtractor,
+    PatchDiscriminator,
+    adversarial_active,
+    build_perceptual_network,
+    discriminator_loss,
+    generator_loss,
+)
 from .metrics import psnr, ssim
 from .modeling_tvq import CodebookUsageTracker, TVQModel, all_frame_pairs
 from .video_processing_mmvg import MMVGVideoProcessor
@@ -87,12 +97,20 @@ def temporal_order_accuracy(model: TVQModel, quantized_latents: torch.Tensor) ->
     return int(((logits > 0) == labels).sum()), labels.numel()
 
 
+def _frozen_perceptual_network(network: FeatureExtractor, model: TVQModel) -> FeatureExtractor:
+    """F frozen (`requires_grad_(False)`, `eval()`) and on the model's device and dtype when it is an `nn.Module`."""
+    if isinstance(network, torch.nn.Module):
+        network.requires_grad_(False).eval().to(device=model.device, dtype=model.dtype)
+    return network
+
+
 @torch.no_grad()
 def evaluate_tvq(
     model: TVQModel,
     batches: Iterable[dict[str, torch.Tensor]],
     video_processor: MMVGVideoProcessor,
     show_progress: bool = True,
+    perceptual_network: FeatureExtractor | None = None,
 ) -> dict[str, float]:
     """Stage-1 quality on held-out clips.
 
@@ -100,12 +118,20 @@ def evaluate_tvq(
         batches: dicts with `pixel_values` (B, T, C, H, W) in [-1, 1] (e.g. a DataLoader with `TVQDataCollator`).
         video_processor: the processor that made `pixel_values`; its `postprocess_video` turns input and
             reconstruction back into uint8 frames for PSNR and SSIM.
+        perceptual_network: F for the perceptual term of `loss`; built from the config when it enables the term
+            and none is given.
 
     Returns:
         `psnr` and `ssim` (dB / unitless, of the uint8 reconstruction vs the uint8 input, mean over clips),
         `codebook_usage` (fraction of codes used over the whole set), `codebook_perplexity`,
-        `temporal_order_accuracy` (FC^T over all ordered frame pairs), and the mean of every loss term.
+        `temporal_order_accuracy` (FC^T over all ordered frame pairs), and the mean of every loss term (the
+        model's and the perceptual term; `loss` is the generator objective without the adversarial term).
     """
+    config = model.config
+    if perceptual_network is None and config.use_perceptual_loss:
+        perceptual_network = build_perceptual_network(config)
+    if perceptual_network is not None:
+        perceptual_network = _frozen_perceptual_network(perceptual_network, model)
     was_training = model.training
     model.eval()
     tracker = CodebookUsageTracker(model.config.codebook_size)
@@ -114,6 +140,7 @@ def evaluate_tvq(
     for batch in tqdm(batches, desc="evaluating T-VQ", disable=not show_progress, leave=False):
         pixel_values = batch["pixel_values"].to(model.device)
         outputs = model(pixel_values)
+        losses = {**outputs, **generator_loss(outputs, pixel_values, config, perceptual_network=perceptual_network)}
         tracker.update(outputs.token_ids)
         if pixel_values.shape[1] > 1:
             correct, total = temporal_order_accuracy(model, outputs.quantized_latents)
@@ -124,7 +151,7 @@ def evaluate_tvq(
         sums["psnr"] += psnr(fake, real).clamp(max=100.0).sum().item()  # identical clips count as 100 dB
         sums["ssim"] += ssim(fake, real).sum().item()
         for name in ("loss",) + LOGGED_TERMS:
-            value = getattr(outputs, name, None)
+            value = losses.get(name)
             if value is not None and name not in ("codebook_perplexity", "temporal_accuracy"):
                 sums[name] += float(value) * size
         num_clips += size
@@ -143,6 +170,11 @@ class TVQTrainer(Trainer):
     """`Trainer` for T-VQ with the VQGAN discriminator step; see the module docstring.
 
     Args:
+        perceptual_network: F of the perceptual term, any callable `(N, C, H, W)` in [-1, 1] -> list of feature
+            maps (e.g. `losses_tvq.TorchvisionFeatures` with local VGG weights); built from the model's config
+            (`losses_tvq.build_perceptual_network`) when the config enables the perceptual loss and none is given.
+            An `nn.Module` is frozen and moved to the model's device. Held as `trainer.perceptual_network`; it is
+            never saved.
         discriminator: the patch discriminator; built from the model's config when the config enables
             the adversarial loss and none is given.
         discriminator_learning_rate: its Adam learning rate (defaults to the generator's).
@@ -155,6 +187,7 @@ class TVQTrainer(Trainer):
     def __init__(
         self,
         *args,
+        perceptual_network: FeatureExtractor | None = None,
         discriminator: torch.nn.Module | None = None,
         discriminator_learning_rate: float | None = None,
         train_frames_per_clip: int | None = None,
@@ -165,6 +198,11 @@ class TVQTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.train_frames_per_clip = train_frames_per_clip
         config = self.model.config
+        if perceptual_network is None and config.use_perceptual_loss:
+            perceptual_network = build_perceptual_network(config)
+        self.perceptual_network = (
+            None if perceptual_network is None else _frozen_perceptual_network(perceptual_network, self.model)
+        )
         if discriminator is None and config.use_adversarial_loss:
             discriminator = PatchDiscriminator(in_channels=config.in_channels)
         self.discriminator = discriminator
@@ -179,7 +217,7 @@ class TVQTrainer(Trainer):
         self._last_batch: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def _adversarial_active(self) -> bool:
-        return self.discriminator is not None and self.model.adversarial_active(self.state.global_step)
+        return self.discriminator is not None and adversarial_active(self.model.config, self.state.global_step)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         pixel_values = inputs["pixel_values"]
@@ -189,19 +227,23 @@ class TVQTrainer(Trainer):
             # from the RNG state a checkpoint restores, and a resumed run repeats the uninterrupted one exactly
             pixel_values = random_frame_subsets(pixel_values, self.train_frames_per_clip)
         active = self._adversarial_active() and model.training
-        outputs = model(
-            pixel_values=pixel_values,
+        outputs = model(pixel_values=pixel_values)
+        losses = generator_loss(
+            outputs,
+            pixel_values,
+            self.model.config,
+            perceptual_network=self.perceptual_network,
             discriminator=self.discriminator if active else None,
-            global_step=self.state.global_step,
+            last_layer_weight=self.model.decoder.conv_out.weight,
         )
         if model.training:
             for name in LOGGED_TERMS:
-                value = getattr(outputs, name, None)
+                value = losses.get(name, outputs.get(name))
                 if value is not None:
                     self._term_sums[name] += float(value.detach())
                     self._term_counts[name] += 1
             self._last_batch = (pixel_values, outputs.reconstruction.detach()) if active else None
-        return (outputs.loss, outputs) if return_outputs else outputs.loss
+        return (losses["loss"], outputs) if return_outputs else losses["loss"]
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -232,7 +274,13 @@ class TVQTrainer(Trainer):
         video_processor = self.data_collator.video_processor
         collator = TVQDataCollator(video_processor)
         loader = DataLoader(dataset, batch_size=self.args.per_device_eval_batch_size, collate_fn=collator)
-        metrics = evaluate_tvq(self.model, loader, video_processor, show_progress=not self.args.disable_tqdm)
+        metrics = evaluate_tvq(
+            self.model,
+            loader,
+            video_processor,
+            show_progress=not self.args.disable_tqdm,
+            perceptual_network=self.perceptual_network,
+        )
         metrics = {f"{metric_key_prefix}_{name}": value for name, value in metrics.items()}
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)

@@ -1,22 +1,68 @@
-"""What the example training scripts (`run_tvq.py`, `run_mmvg.py`) share: where the train and held-out clips come
-from, and what they write beside the model besides its weights.
+"""The training commands of both stages, as functions of their command-line arguments: `train_tvq` (stage 1, T-VQ)
+and `train_mmvg` (stage 2, MMVG). `examples/run_tvq.py` and `examples/run_mmvg.py` are their command lines,
+`python -m transformers_mmvg.demo --from-scratch` and `benchmarks/run.py` call them directly, so every training run
+of this project goes through the same code.
 
-`training_splits` returns the user's video folders, or generates TextShapes when none is given. Its `record` goes to
-`training_data.json` in the output folder, so that later held-out sets (the demo's, the tests', the benchmarks') can
-leave out every clip the model saw in training (`textshapes.clips_seen_in_training`). `write_train_log` writes every
-logged step and evaluation to `train_log.jsonl`. So the output folder of a run is a complete checkpoint folder.
+What both share: `training_splits` returns the user's video folders, or generates TextShapes when none is given. Its
+`record` goes to `training_data.json` in the output folder, so that later held-out sets (the demo's, the tests', the
+benchmarks') can leave out every clip the model saw in training (`textshapes.clips_seen_in_training`).
+`write_train_log` writes every logged step and evaluation to `train_log.jsonl`. So the output folder of a run is a
+complete checkpoint folder.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-from dataclasses import dataclass
+import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .data.textshapes import TRAINING_DATA_FILE, ensure_textshapes_splits, get_preset, training_data_record
+import torch
+from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed
 
-__all__ = ["TRAIN_LOG_FILE", "TrainingSplits", "training_splits", "write_train_log", "write_training_data_record"]
+from .configuration_tvq import TVQConfig
+from .data.textshapes import (
+    DEFAULT_PRESET,
+    PRESETS,
+    TRAINING_DATA_FILE,
+    ensure_textshapes_splits,
+    get_preset,
+    training_data_record,
+)
+from .data.video_folder import load_video_folder
+from .evaluation import save_task_grid
+from .metrics import bits_per_pixel
+from .modeling_mmvg import MMVGForVideoCompletion
+from .modeling_tvq import TVQModel
+from .processing_mmvg import MMVGProcessor
+from .trainer_mmvg import MMVGDataCollator, MMVGTrainer, cache_video_tokens
+from .trainer_tvq import TVQDataCollator, TVQTrainer
+from .video_processing_mmvg import MMVGVideoProcessor
+from .visualization import save_video_grid
+
+__all__ = [
+    "MMVG_TRAINING_DEFAULTS",
+    "TRAIN_LOG_FILE",
+    "TVQ_TRAINING_DEFAULTS",
+    "MMVGDataArguments",
+    "MMVGModelArguments",
+    "TVQDataArguments",
+    "TVQModelArguments",
+    "TrainingSplits",
+    "build_mmvg_model",
+    "build_tvq_model",
+    "train_mmvg",
+    "train_tvq",
+    "training_splits",
+    "write_train_log",
+    "write_training_data_record",
+    "write_tvq_reconstructions",
+]
+
+logger = logging.getLogger(__name__)
 
 TRAIN_LOG_FILE = "train_log.jsonl"
 
@@ -72,3 +118,299 @@ def write_train_log(output_dir: str | os.PathLike, log_history: list[dict]) -> P
         for entry in log_history:
             file.write(json.dumps(entry) + "\n")
     return path
+
+
+def _train_save_and_evaluate(trainer: Trainer, processor, output_dir: Path) -> dict[str, float]:
+    """Train (resuming from `--resume_from_checkpoint` when given), save the model and its processor in
+    `output_dir`, evaluate; returns the evaluation metrics with `train_seconds` and `train_steps`."""
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint)
+    train_seconds = time.perf_counter() - start
+    trainer.save_model(str(output_dir))
+    if trainer.args.should_save:  # one process writes (save_model does the same)
+        processor.save_pretrained(str(output_dir))
+    metrics = trainer.evaluate()
+    metrics["train_seconds"] = train_seconds
+    metrics["train_steps"] = trainer.state.global_step
+    return metrics
+
+
+def _write_run_record(output_dir: Path, metrics: dict[str, float], trainer: Trainer, splits: TrainingSplits) -> None:
+    """`eval_results.json`, `train_log.jsonl` and `training_data.json`: what makes `output_dir` a complete checkpoint
+    folder besides the model, the processor and a picture."""
+    (output_dir / "eval_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_train_log(output_dir, trainer.state.log_history)
+    write_training_data_record(output_dir, splits.record)
+
+
+def _start_run(dataclass_types: tuple, defaults: list[str], argv: list[str] | None) -> tuple:
+    """`argv` (default: the command line) after `defaults`, parsed into `dataclass_types` (a later flag wins); sets up
+    logging and seeds every RNG with `--seed`."""
+    parser = HfArgumentParser(dataclass_types)
+    parsed = parser.parse_args_into_dataclasses(defaults + list(sys.argv[1:] if argv is None else argv))
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    set_seed(parsed[-1].seed)
+    return parsed
+
+
+def _run_splits(data_args, training_args: TrainingArguments, data_dir: Path) -> TrainingSplits:
+    """`training_splits` from a run's data arguments (TextShapes generated under `data_dir` when no folder is given);
+    under DDP one process writes the data, the others read it."""
+    with training_args.main_process_first(desc="TextShapes data"):
+        return training_splits(
+            data_args.train_dir, data_args.eval_dir, data_dir, data_args.preset, data_args.num_train_clips,
+            data_args.num_eval_clips, training_args.seed + data_args.data_seed_offset, data_args.num_frames,
+            data_args.resolution,
+        )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Stage 1: T-VQ
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TVQDataArguments:
+    train_dir: str | None = field(default=None, metadata={"help": "video folder to train on (default: TextShapes)"})
+    eval_dir: str | None = field(default=None, metadata={"help": "held-out video folder"})
+    preset: str = field(default=DEFAULT_PRESET, metadata={"help": f"TextShapes preset: {', '.join(PRESETS)}"})
+    num_train_clips: int = field(default=2000, metadata={"help": "TextShapes clips to generate for training"})
+    num_eval_clips: int = field(default=200, metadata={"help": "TextShapes clips to generate for evaluation"})
+    data_seed_offset: int = field(default=0, metadata={"help": "added to --seed for the generated data"})
+    num_frames: int | None = field(default=None, metadata={"help": "frames per clip (default: the preset's)"})
+    resolution: int | None = field(default=None, metadata={"help": "frame size (default: the preset's)"})
+    frame_stride: int | None = field(default=None, metadata={"help": "frame stride (default: spread evenly)"})
+    clips_per_video: int = field(default=1, metadata={"help": "windows taken from each video, train and eval (needs --frame_stride)"})
+    train_frames_per_clip: int | None = field(
+        default=2, metadata={"help": "random ordered frames of each clip per training step (None: all)"}
+    )
+
+
+@dataclass
+class TVQModelArguments:
+    model_name_or_path: str | None = field(default=None, metadata={"help": "a T-VQ to start from"})
+    config_overrides: str | None = field(
+        default=None, metadata={"help": 'TVQConfig fields as JSON, e.g. \'{"codebook_size": 256}\''}
+    )
+    discriminator_learning_rate: float | None = field(default=None)
+
+
+# `train_tvq`'s TrainingArguments defaults (the command line overrides them)
+TVQ_TRAINING_DEFAULTS = [
+    "--per_device_train_batch_size", "16",
+    "--learning_rate", "1e-3",
+    "--num_train_epochs", "36",
+    "--adam_beta1", "0.5",
+    "--adam_beta2", "0.9",
+    "--lr_scheduler_type", "linear",
+    "--warmup_steps", "0",
+    "--logging_steps", "25",
+    "--save_strategy", "epoch",
+    "--save_total_limit", "2",
+    "--eval_strategy", "no",
+    "--dataloader_num_workers", "0",
+    "--use_cpu", str(not torch.cuda.is_available()),
+    "--report_to", "none",
+    "--remove_unused_columns", "False",
+]  # fmt: skip
+
+
+def build_tvq_model(model_args: TVQModelArguments, resolution: int) -> TVQModel:
+    """The T-VQ to train: `model_name_or_path` (with the config overrides) or a new one for `resolution`px frames."""
+    overrides = json.loads(model_args.config_overrides) if model_args.config_overrides else {}
+    if model_args.model_name_or_path:
+        return TVQModel.from_pretrained(model_args.model_name_or_path, **overrides)
+    if overrides.setdefault("image_size", resolution) != resolution:
+        raise ValueError(f"config image_size {overrides['image_size']} differs from --resolution {resolution}")
+    return TVQModel(TVQConfig(**overrides))
+
+
+@torch.no_grad()
+def write_tvq_reconstructions(model: TVQModel, dataset, video_processor, path: Path, num_clips: int = 4) -> None:
+    """A PNG grid: each held-out clip above its T-VQ reconstruction."""
+    rows = dataset[:num_clips]
+    pixel_values = video_processor(videos=rows["frames"], return_tensors="pt")["pixel_values_videos"].to(model.device)
+    model.eval()
+    reconstruction = model.decode(model.encode(pixel_values).token_ids)
+    originals = video_processor.postprocess_video(pixel_values.cpu(), output_type="np")
+    decoded = video_processor.postprocess_video(reconstruction.cpu(), output_type="np")
+    videos = [video for pair in zip(originals, decoded) for video in pair]
+    labels = [label for text in rows["text"] for label in (text, "T-VQ reconstruction")]
+    save_video_grid(videos, path, labels=labels, scale=2)
+
+
+def train_tvq(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None = None) -> dict[str, float]:
+    """Stage 1: train T-VQ, save it and evaluate it on held-out clips; returns the final metrics.
+
+    `argv` are `examples/run_tvq.py`'s arguments (`TVQDataArguments`, `TVQModelArguments` and `TrainingArguments`;
+    default: the command line); `callbacks` are handed to the Trainer (e.g. to inspect the model when training ends).
+    """
+    data_args, model_args, training_args = _start_run(
+        (TVQDataArguments, TVQModelArguments, TrainingArguments), TVQ_TRAINING_DEFAULTS, argv
+    )
+    output_dir = Path(training_args.output_dir)
+    splits = _run_splits(data_args, training_args, output_dir / "data")
+    num_frames, resolution = splits.num_frames, splits.resolution
+    load = dict(num_frames=num_frames, resolution=resolution, stride=data_args.frame_stride)
+    train_dataset = load_video_folder(splits.train_dir, clips_per_video=data_args.clips_per_video, **load)
+    eval_dataset = load_video_folder(splits.eval_dir, clips_per_video=data_args.clips_per_video, **load)
+    video_processor = MMVGVideoProcessor(size={"height": resolution, "width": resolution}, num_frames=num_frames)
+    model = build_tvq_model(model_args, resolution)
+    logger.info("T-VQ: %.2fM parameters, %s", model.num_parameters() / 1e6, model.config.to_json_string())
+
+    trainer = TVQTrainer(
+        model=model,
+        args=training_args,
+        callbacks=callbacks,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=TVQDataCollator(video_processor),
+        discriminator_learning_rate=model_args.discriminator_learning_rate,
+        train_frames_per_clip=data_args.train_frames_per_clip,
+    )
+    metrics = _train_save_and_evaluate(trainer, video_processor, output_dir)
+    config = model.config
+    metrics["bits_per_pixel"] = bits_per_pixel(config.latent_size, config.codebook_size, config.image_size)
+    if trainer.is_world_process_zero():
+        _write_run_record(output_dir, metrics, trainer, splits)
+        write_tvq_reconstructions(model, eval_dataset, video_processor, output_dir / "reconstructions.png")
+        print(json.dumps(metrics, indent=2))
+    return metrics
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Stage 2: MMVG
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class MMVGDataArguments:
+    train_dir: str | None = field(default=None, metadata={"help": "captioned video folder (default: TextShapes)"})
+    eval_dir: str | None = field(default=None, metadata={"help": "held-out captioned video folder"})
+    data_dir: str | None = field(
+        default=None, metadata={"help": "where TextShapes is generated / read (default: <output_dir>/data)"}
+    )
+    preset: str = field(default=DEFAULT_PRESET, metadata={"help": f"TextShapes preset: {', '.join(PRESETS)}"})
+    num_train_clips: int = field(default=4000, metadata={"help": "TextShapes clips to generate for training"})
+    num_eval_clips: int = field(default=200, metadata={"help": "TextShapes clips to generate for evaluation"})
+    data_seed_offset: int = field(default=0, metadata={"help": "added to --seed for the generated data"})
+    num_frames: int | None = field(default=None, metadata={"help": "frames per clip (default: the preset's)"})
+    resolution: int | None = field(default=None, metadata={"help": "frame size (default: the preset's)"})
+    frame_stride: int | None = field(default=None, metadata={"help": "frame stride (default: spread evenly)"})
+    cache_tokens: bool = field(default=True, metadata={"help": "compute T-VQ tokens once (else on the fly)"})
+    num_completion_eval_clips: int = field(
+        default=48, metadata={"help": "held-out TextShapes clips completed at each evaluation (0: none)"}
+    )
+
+
+@dataclass
+class MMVGModelArguments:
+    tvq_path: str | None = field(default=None, metadata={"help": "trained T-VQ folder (train_tvq / run_tvq.py output)"})
+    model_name_or_path: str | None = field(default=None, metadata={"help": "an MMVG to continue training"})
+    config_overrides: str | None = field(
+        default=None, metadata={"help": 'MMVGConfig fields as JSON, e.g. \'{"hidden_size": 128}\''}
+    )
+    eval_decoding: str = field(default="parallel", metadata={"help": "decoding used by the completion evaluation"})
+    eval_num_inference_steps: int = field(default=12)
+    eval_temperature: float = field(default=0.0, metadata={"help": "0 is greedy"})
+
+
+# `train_mmvg`'s TrainingArguments defaults (the command line overrides them)
+MMVG_TRAINING_DEFAULTS = [
+    "--per_device_train_batch_size", "32",
+    "--per_device_eval_batch_size", "32",
+    "--learning_rate", "5e-4",
+    "--weight_decay", "0.01",
+    "--adam_beta2", "0.95",
+    "--max_grad_norm", "1.0",
+    "--max_steps", "3000",
+    "--lr_scheduler_type", "cosine",
+    "--warmup_steps", "100",
+    "--logging_steps", "50",
+    "--save_strategy", "steps",
+    "--save_steps", "500",
+    "--save_total_limit", "2",
+    "--eval_strategy", "no",
+    "--eval_steps", "500",
+    "--dataloader_num_workers", "0",
+    "--use_cpu", str(not torch.cuda.is_available()),
+    "--report_to", "none",
+    "--remove_unused_columns", "False",
+]  # fmt: skip
+
+
+def build_mmvg_model(model_args: MMVGModelArguments, num_frames: int, resolution: int) -> MMVGForVideoCompletion:
+    """The MMVG to train: `model_name_or_path` to continue, or a new one around the T-VQ of `tvq_path`; it must
+    expect clips of `num_frames` frames of `resolution`px."""
+    overrides = json.loads(model_args.config_overrides) if model_args.config_overrides else {}
+    if model_args.model_name_or_path:
+        model = MMVGForVideoCompletion.from_pretrained(model_args.model_name_or_path, **overrides)
+    elif model_args.tvq_path:
+        model = MMVGForVideoCompletion.from_tvq(model_args.tvq_path, num_frames=num_frames, **overrides)
+    else:
+        raise ValueError("give --tvq_path (a trained T-VQ) or --model_name_or_path (an MMVG)")
+    config = model.config
+    if (config.num_frames, config.image_size) != (num_frames, resolution):
+        raise ValueError(
+            f"the model expects {config.num_frames} frames of {config.image_size}px; the data has {num_frames} "
+            f"frames of {resolution}px"
+        )
+    return model
+
+
+def train_mmvg(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None = None) -> dict[str, float]:
+    """Stage 2: train MMVG on a frozen T-VQ, save it with its processor and evaluate it; returns the final metrics.
+
+    `argv` are `examples/run_mmvg.py`'s arguments (`MMVGDataArguments`, `MMVGModelArguments` and
+    `TrainingArguments`; default: the command line); `callbacks` are handed to the Trainer.
+    """
+    data_args, model_args, training_args = _start_run(
+        (MMVGDataArguments, MMVGModelArguments, TrainingArguments), MMVG_TRAINING_DEFAULTS, argv
+    )
+    output_dir = Path(training_args.output_dir)
+    splits = _run_splits(data_args, training_args, Path(data_args.data_dir or output_dir / "data"))
+    num_frames, resolution = splits.num_frames, splits.resolution
+    load = dict(num_frames=num_frames, resolution=resolution, stride=data_args.frame_stride)
+    train_dataset = load_video_folder(splits.train_dir, **load)
+    eval_dataset = load_video_folder(splits.eval_dir, **load)
+    processor = MMVGProcessor(
+        video_processor=MMVGVideoProcessor(size={"height": resolution, "width": resolution}, num_frames=num_frames)
+    )
+    model = build_mmvg_model(model_args, num_frames, resolution)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logger.info("MMVG: %.2fM trainable parameters, %s", trainable / 1e6, model.config.to_json_string())
+
+    is_textshapes = "directions" in eval_dataset.column_names and "positions" in eval_dataset.column_names
+    completion_rows = (
+        [eval_dataset[index] for index in range(min(data_args.num_completion_eval_clips, len(eval_dataset)))]
+        if is_textshapes and data_args.num_completion_eval_clips > 0
+        else None
+    )
+    if data_args.cache_tokens:
+        model.to(training_args.device)
+        train_dataset = cache_video_tokens(train_dataset, model, processor)
+        eval_dataset = cache_video_tokens(eval_dataset, model, processor)
+    decoding_kwargs = dict(
+        decoding=model_args.eval_decoding,
+        num_inference_steps=model_args.eval_num_inference_steps,
+        temperature=model_args.eval_temperature,
+    )
+    trainer = MMVGTrainer(
+        model=model,
+        args=training_args,
+        callbacks=callbacks,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=MMVGDataCollator(processor),
+        processing_class=processor,
+        completion_rows=completion_rows,
+        completion_kwargs=decoding_kwargs,
+    )
+    metrics = _train_save_and_evaluate(trainer, processor, output_dir)
+    if trainer.is_world_process_zero():
+        _write_run_record(output_dir, metrics, trainer, splits)
+        if completion_rows:
+            model.eval()
+            save_task_grid(model, processor, completion_rows[:4], output_dir / "samples.png", **decoding_kwargs)
+        print(json.dumps(metrics, indent=2))
+    return metrics
