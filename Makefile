@@ -4,12 +4,19 @@
 #   make test   the test suite (the default run: everything not marked slow)
 #   make test-slow   the slow checks (the committed checkpoint on the demo's 200 held-out clips)
 #   make mutations   break each guarded claim on purpose and check that the tests catch it (docs/TESTING.md)
+#   make test-min-versions   the committed checkpoints and the pipeline under the lowest supported transformers
+#   make test-transformers-common   transformers' own common model tests (ModelTesterMixin) on tiny T-VQ and MMVG
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# the environment with the lowest supported transformers: the floor of `transformers>=` in pyproject.toml
+MIN_VENV  ?= .venv-min
+MIN_PY    := $(MIN_VENV)/bin/python
+MIN_STAMP := $(MIN_VENV)/.installed
+TRANSFORMERS_FLOOR := $(shell sed -n 's/^ *"transformers>=\([0-9][0-9.]*\).*/\1/p' pyproject.toml)
 
-.PHONY: demo demo-from-scratch test test-slow mutations install clean
+.PHONY: demo demo-from-scratch test test-slow mutations test-min-versions test-transformers-common install clean
 
 # Built from scratch whenever pyproject.toml changes: a dependency dropped from it must not stay installed from an
 # earlier build and hide a missing install step.
@@ -40,5 +47,25 @@ test-slow: $(STAMP)
 mutations: $(STAMP)
 	$(PY) tests/mutations.py
 
+# Separate from .venv and also built from scratch whenever pyproject.toml changes: the same torch pins, this package
+# without extras, and transformers held at the floor that pyproject.toml declares.
+$(MIN_STAMP): pyproject.toml
+	@test -n "$(TRANSFORMERS_FLOOR)" || { echo "pyproject.toml declares no transformers>= floor"; exit 1; }
+	rm -rf $(MIN_VENV)
+	$(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_PY) -m pip install --quiet --upgrade pip
+	$(MIN_PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(MIN_PY) -m pip install --quiet -e . "transformers==$(TRANSFORMERS_FLOOR)"
+	touch $(MIN_STAMP)
+
+# about 2 minutes on 2 cores once .venv-min exists (.ci/check_min_versions.py says what it checks)
+test-min-versions: $(MIN_STAMP)
+	$(MIN_PY) .ci/check_min_versions.py --transformers $(TRANSFORMERS_FLOOR)
+
+# transformers' tests/test_modeling_common.py from the installed version's sdist (downloaded into outputs/), about
+# 2 minutes on 2 cores (tests/transformers_common/run.py)
+test-transformers-common: $(STAMP)
+	$(PY) tests/transformers_common/run.py
+
 clean:
-	rm -rf $(VENV) outputs build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(MIN_VENV) outputs build *.egg-info src/*.egg-info

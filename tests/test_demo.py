@@ -42,8 +42,7 @@ def test_demo_completes_held_out_clips_and_writes_every_artifact(tmp_path, tiny_
     held_out = [ClipParams(row["shape"], row["color"], row["directions"], row["x0"], row["y0"]) for row in rows]
     assert not set(held_out) & set(training)  # the first draws of seed 2 were training clips: all left out
     assert held_out == draw_clip_params(6, seed=2, exclude=training)
-    assert isinstance(AutoModel.from_pretrained(tmp_path / "tvq"), TVQModel)
-    assert isinstance(AutoModel.from_pretrained(tmp_path / "mmvg"), MMVGForVideoCompletion)
+    assert not (tmp_path / "tvq").exists() and not (tmp_path / "mmvg").exists()  # checkpoints are read in place
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert set(metrics["results"]) == set(TASKS)
     assert set(metrics["results"]["infilling"]) == set(METHODS)
@@ -66,9 +65,7 @@ def test_from_scratch_trains_with_the_commands_of_the_committed_checkpoints(tmp_
     calls = []
     monkeypatch.setattr(demo, "train_tvq", lambda argv: calls.append(("tvq", argv)))
     monkeypatch.setattr(demo, "train_mmvg", lambda argv: calls.append(("mmvg", argv)))
-    (tmp_path / "tvq").mkdir()  # a previous run's folder is replaced
     demo.prepare_models(tmp_path, from_scratch=True, tvq_source=tmp_path / "unused", mmvg_source=tmp_path / "unused")
-    assert not (tmp_path / "tvq").exists()
     assert calls == [
         ("tvq", ["--output_dir", str(tmp_path / "tvq"), "--num_train_clips", "2000", "--num_eval_clips", "200",
                  "--save_strategy", "no"]),
@@ -77,3 +74,28 @@ def test_from_scratch_trains_with_the_commands_of_the_committed_checkpoints(tmp_
     ]  # fmt: skip
     assert demo.MMVG_TRAINING_ARGS[:10] == ["--num_train_clips", "10000", "--num_eval_clips", "200", "--max_steps",
                                            "5000", "--learning_rate", "5e-4", "--eval_strategy", "steps"]
+
+
+def test_demo_never_deletes_or_overwrites_the_users_folders(tmp_path, tiny_checkpoints):
+    """Issue 14, item 1: `--out X --tvq X/tvq --mmvg X/mmvg` used to delete both checkpoints, `--out ~` the user's
+    `~/tvq` and `~/mmvg`. Checkpoints are now read in place, and a non-empty --out the demo did not make is refused."""
+    home = tmp_path / "home"
+    (home / "tvq").mkdir(parents=True)
+    (home / "tvq" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not made by the demo"):
+        demo.main(["--out", str(home), "--num-test", "2", "--tvq", str(tiny_checkpoints / "tvq"),
+                   "--mmvg", str(tiny_checkpoints / "mmvg")])
+    assert (home / "tvq" / "notes.txt").read_text() == "mine" and sorted(p.name for p in home.iterdir()) == ["tvq"]
+
+    # the checkpoints inside the output folder itself: used where they are, never removed or rewritten
+    before = {path: path.read_bytes() for path in tiny_checkpoints.rglob("*") if path.is_file()}
+    (tiny_checkpoints / demo.DEMO_MARKER).write_text("")  # as if an earlier demo run wrote here
+    code = demo.main(["--out", str(tiny_checkpoints), "--num-test", "6", "--tvq", str(tiny_checkpoints / "tvq"),
+                      "--mmvg", str(tiny_checkpoints / "mmvg"), "--num-inference-steps", "1"])
+    assert code == 0
+    assert all(path.read_bytes() == data for path, data in before.items())
+
+    # training from scratch into a folder that already holds a model: refused, nothing touched
+    with pytest.raises(FileExistsError, match="does not delete it"):
+        demo.prepare_models(tiny_checkpoints, from_scratch=True, tvq_source=tmp_path, mmvg_source=tmp_path)
+    assert all(path.read_bytes() == data for path, data in before.items())

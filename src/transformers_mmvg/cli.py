@@ -1,6 +1,6 @@
 """The `transformers-mmvg` command line.
 
-    transformers-mmvg complete --model outputs/demo/mmvg --image first.png --prompt "the red circle moves left" \
+    transformers-mmvg complete --model checkpoints/mmvg-textshapes-64x8 --image first.png --prompt "the red circle moves left" \
         --task prediction --out out.gif
     transformers-mmvg complete --model DIR --image first.png --image last.png --task infilling --prompt "..." \
         --out out.mp4 --grid side_by_side.png

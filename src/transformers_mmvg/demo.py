@@ -1,10 +1,11 @@
 """The README's main command: `make demo` (= `python -m transformers_mmvg.demo --out outputs/demo`).
 
-1. T-VQ in `outputs/demo/tvq` (loadable with `AutoModel.from_pretrained`) and MMVG in `outputs/demo/mmvg`
-   (model + processor, loadable with `pipeline("text-guided-video-completion")`). By default both are the
-   checkpoints committed in `checkpoints/`, which were made by the project's own training commands (see
-   `checkpoints/README.md`): training them to the caption-following target takes longer on a 2-core CPU than a
-   person wants to wait. `--from-scratch` trains both here instead, with the same commands.
+1. The T-VQ and the MMVG (model + processor, loadable with `pipeline("text-guided-video-completion")`): by default
+   the checkpoints committed in `checkpoints/`, read in place, which were made by the project's own training
+   commands (see `checkpoints/README.md`): training them to the caption-following target takes longer on a 2-core
+   CPU than a person wants to wait. `--from-scratch` trains both into `OUT/tvq` and `OUT/mmvg` instead, with the
+   same commands. The demo writes only into `--out`, which must be new, empty or an earlier demo's (it deletes and
+   overwrites nothing of the user's).
 2. TextShapes: held-out test clips as mp4 + `metadata.jsonl`, none of them a clip either model was trained on (each
    model folder's `training_data.json` says which clips those were).
 3. Completes every held-out clip for prediction, rewind and infilling (two-segment clips) and prints a table: the
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,13 +48,36 @@ MMVG_TRAINING_ARGS = [
 ]  # fmt: skip
 
 
-def prepare_models(out_dir: Path, from_scratch: bool, tvq_source: Path, mmvg_source: Path) -> None:
-    """Fill `out_dir/tvq` and `out_dir/mmvg`: copies of the given checkpoints, or trained here."""
+# written into every --out folder the demo uses; a non-empty folder without it is someone else's and is refused
+DEMO_MARKER = ".transformers-mmvg-demo"
+
+
+def claim_output_folder(out_dir: Path) -> None:
+    """Make `out_dir` the demo's: a new or empty folder, or one an earlier demo run made (its files are replaced by
+    this run's). Any other non-empty folder is refused, so nothing of the user's is ever deleted or overwritten."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"--out {out_dir} is a file, not a folder.")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / DEMO_MARKER).is_file():
+        raise FileExistsError(
+            f"--out {out_dir} is not empty and was not made by the demo; pass a new or empty folder (the demo "
+            "deletes and overwrites nothing of yours)."
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / DEMO_MARKER).write_text("made by python -m transformers_mmvg.demo; its files are replaced on a re-run\n")
+
+
+def prepare_models(out_dir: Path, from_scratch: bool, tvq_source: Path, mmvg_source: Path) -> tuple[Path, Path]:
+    """The T-VQ and MMVG folders the demo uses: the given checkpoints, read in place (never copied, moved or
+    changed), or with `from_scratch` new ones trained into `out_dir/tvq` and `out_dir/mmvg`, which must not exist
+    yet (an earlier run's are kept: remove them yourself to train again)."""
     tvq_dir, mmvg_dir = out_dir / "tvq", out_dir / "mmvg"
-    for folder in (tvq_dir, mmvg_dir):
-        if folder.exists():
-            shutil.rmtree(folder)
     if from_scratch:
+        for folder in (tvq_dir, mmvg_dir):
+            if folder.exists():
+                raise FileExistsError(
+                    f"{folder} exists (an earlier training run?); the demo does not delete it. Remove it, or pass "
+                    "another --out, to train again."
+                )
         print("training T-VQ (training_runs.train_tvq, as examples/run_tvq.py) ...", flush=True)
         train_tvq(["--output_dir", str(tvq_dir), *TVQ_TRAINING_ARGS, "--save_strategy", "no"])
         print("training MMVG (training_runs.train_mmvg, as examples/run_mmvg.py) ...", flush=True)
@@ -62,15 +85,15 @@ def prepare_models(out_dir: Path, from_scratch: bool, tvq_source: Path, mmvg_sou
             ["--tvq_path", str(tvq_dir), "--output_dir", str(mmvg_dir), "--data_dir", str(out_dir / "data"),
              *MMVG_TRAINING_ARGS, "--save_strategy", "no"]
         )  # fmt: skip
-        return
-    for source, target in ((tvq_source, tvq_dir), (mmvg_source, mmvg_dir)):
+        return tvq_dir, mmvg_dir
+    for source in (tvq_source, mmvg_source):
         if not (source / "config.json").is_file():
             raise FileNotFoundError(  # the default folders exist in a checkout of the repository, not in a wheel
                 f"No checkpoint in {source}. Pass --tvq and --mmvg, or train both with "
                 "`python -m transformers_mmvg.demo --from-scratch`."
             )
-        shutil.copytree(source, target)
-    print(f"T-VQ: {tvq_dir} (copy of {tvq_source})\nMMVG: {mmvg_dir} (copy of {mmvg_source})", flush=True)
+    print(f"T-VQ: {tvq_source}\nMMVG: {mmvg_source}", flush=True)
+    return tvq_source, mmvg_source
 
 
 def write_task_gifs(pipe, rows, out_dir: Path, fps: int, **call_kwargs) -> list[Path]:
@@ -114,15 +137,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     start = time.perf_counter()
     preset = get_preset(args.preset)
-    prepare_models(args.out, args.from_scratch, args.tvq, args.mmvg)
+    claim_output_folder(args.out)
+    tvq_dir, mmvg_dir = prepare_models(args.out, args.from_scratch, args.tvq, args.mmvg)
     # seed + 2: the training commands draw their train and eval splits with seeds + 0 and + 1; and no clip either
     # model was trained on is in the held-out set
-    test_dir = write_held_out_textshapes(args.out / "data" / "test", [args.out / "tvq", args.out / "mmvg"], preset,
+    test_dir = write_held_out_textshapes(args.out / "data" / "test", [tvq_dir, mmvg_dir], preset,
                                          num_clips=args.num_test, seed=args.seed + 2)
     print(f"TextShapes ({preset.name}): {args.num_test} held-out clips in {test_dir}, none seen in training",
           flush=True)
 
-    pipe = pipeline(TASK_NAME, model=str(args.out / "mmvg"))
+    pipe = pipeline(TASK_NAME, model=str(mmvg_dir))
     dataset = load_video_folder(test_dir, num_frames=preset.num_frames, resolution=preset.resolution)
     rows = [dataset[index] for index in range(len(dataset))]
     decoding = dict(decoding=args.decoding, num_inference_steps=args.num_inference_steps,
@@ -133,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = ", ".join(f"{key}={value}" for key, value in decoding.items())
     report = (
         f"# Demo results: held-out TextShapes ({preset.name})\n\n"
-        f"MMVG: {args.out / 'mmvg'} ({'trained here' if args.from_scratch else f'copy of {args.mmvg}'}); "
+        f"MMVG: {mmvg_dir} ({'trained here' if args.from_scratch else 'checkpoint'}); "
         f"{settings}. Infilling is scored on the two-segment clips, where only the caption tells the path.\n\n"
         f"{table}\n"
     )

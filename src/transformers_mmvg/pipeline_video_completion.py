@@ -3,7 +3,7 @@
     from transformers import pipeline
     import transformers_mmvg  # registers the task
 
-    pipe = pipeline("text-guided-video-completion", model="outputs/demo/mmvg")
+    pipe = pipeline("text-guided-video-completion", model="checkpoints/mmvg-textshapes-64x8")
     out = pipe("the red circle moves left", images=[first_frame], task="prediction")
     out = pipe("the red circle moves left", images=[last_frame], task="rewind")
     out = pipe("the red circle moves left then up", images=[first_frame, last_frame], task="infilling")
