@@ -11,9 +11,12 @@ are computed once (`--cache_tokens`, default) or on the fly. Logs hold the loss 
 p_t. Evaluation (`--eval_strategy steps`) reports the held-out loss and, on TextShapes, caption following per task.
 The model and the processor are saved together in `--output_dir` (`pipeline("text-guided-video-completion",
 model=output_dir)` loads them), with `eval_results.json`, `train_log.jsonl` (every logged step and evaluation),
-`training_data.json` (which clips it was trained on) and `samples.png`: with `--save_strategy no` and `--data_dir`
-elsewhere, that folder is a complete checkpoint folder.
-`--resume_from_checkpoint` resumes (optimizer, scheduler, RNG and p_t). All `TrainingArguments` apply.
+`training_data.json` (which clips it was trained on), `training_args.json` (the `TrainingArguments`, which the model
+card reads) and `samples.png`: with `--save_strategy no` and `--data_dir` elsewhere, that folder is a complete
+checkpoint folder.
+`--resume_from_checkpoint` resumes (optimizer, scheduler, RNG and p_t; `True`: from the latest checkpoint in
+`--output_dir`). A non-empty `--output_dir` is refused unless `--resume_from_checkpoint` or `--overwrite_output_dir`
+is given; every checkpoint folder is complete or absent. All `TrainingArguments` apply.
 
 This script is the command line of `transformers_mmvg.training_runs.train_mmvg`, where the training run lives
 (the demo's `--from-scratch` and `benchmarks/run.py` call that function with the same arguments).

@@ -12,7 +12,9 @@ it), its video processor, `eval_results.json` (PSNR, SSIM, codebook usage, tempo
 accuracy on the held-out split), `train_log.jsonl` (every logged step), `training_data.json` (which
 clips it was trained on) and `reconstructions.png` end up in `--output_dir`: with `--save_strategy no`
 and the data elsewhere, that folder is a complete checkpoint folder.
-`--resume_from_checkpoint` resumes, discriminator included. All `TrainingArguments` apply.
+`--resume_from_checkpoint` resumes, discriminator included (`True`: from the latest checkpoint in `--output_dir`).
+A non-empty `--output_dir` is refused unless `--resume_from_checkpoint` or `--overwrite_output_dir` is given; every
+checkpoint folder is complete or absent. All `TrainingArguments` apply.
 
 This script is the command line of `transformers_mmvg.training_runs.train_tvq`, where the training run lives
 (the demo's `--from-scratch` and `benchmarks/run.py` call that function with the same arguments).

@@ -1,4 +1,4 @@
-"""Fixtures shared by the stage-2 training tests."""
+"""Fixtures shared by the tests: tiny saved models for the pipeline and the stage-2 training scripts."""
 
 import pytest
 import torch
@@ -24,4 +24,15 @@ def tvq_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tvq")
     torch.manual_seed(0)
     TVQModel(TVQConfig(**TINY_TVQ_64)).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A saved tiny MMVG with its processor (tests/tiny_models.py), as the pipeline loads it."""
+    from tiny_models import tiny_model, tiny_processor
+
+    folder = tmp_path_factory.mktemp("tiny-mmvg")
+    tiny_model().save_pretrained(folder)
+    tiny_processor().save_pretrained(folder)
     return folder

@@ -87,6 +87,22 @@ MUTATIONS = (
         replacement="SSIM_SIGMA = 4.0\n",
         tests=("tests/test_metrics.py", "tests/test_metrics_extra.py"),
     ),
+    Mutation(
+        name="video-folder-reads-outside",
+        claim="a video folder's metadata reaches no file outside the folder (issue 14, item 5)",
+        path="src/transformers_mmvg/data/video_folder.py",
+        anchor="    if not path.is_relative_to(root):\n",
+        replacement="    if False:\n",
+        tests=("tests/test_safe_data.py",),
+    ),
+    Mutation(
+        name="negative-temperature-accepted",
+        claim="decoding settings that would sample another distribution are refused (issue 14, item 10)",
+        path="src/transformers_mmvg/decoding.py",
+        anchor='            if not math.isfinite(value) or (name == "temperature" and value < 0):\n',
+        replacement="            if not math.isfinite(value):\n",
+        tests=("tests/test_refusals.py",),
+    ),
 )
 
 

@@ -5,7 +5,6 @@ import json
 import pytest
 import torch
 from PIL import Image
-from transformers import AutoModel
 
 from transformers_mmvg import MMVGForVideoCompletion, MMVGProcessor, TVQConfig, TVQModel, demo
 from transformers_mmvg.data.textshapes import ClipParams, draw_clip_params, training_data_record

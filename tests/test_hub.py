@@ -156,7 +156,7 @@ def test_load_training_summary(tmp_path):
         output_dir=str(tmp_path), learning_rate=5e-4, max_steps=3000, per_device_train_batch_size=32,
         lr_scheduler_type="cosine", warmup_steps=100, weight_decay=0.01, seed=7, report_to="none",
     )
-    torch.save(args, tmp_path / "training_args.bin")
+    (tmp_path / "training_args.json").write_text(args.to_json_string())  # as the training commands write it
 
     eval_results, training_config = load_training_summary(tmp_path)
     assert eval_results == EVAL_RESULTS

@@ -74,8 +74,9 @@ def test_estimate_grows_about_linearly_in_frames_and_orders_the_modes():
 
 
 def load_benchmarks():
-    """benchmarks/run.py, whose fresh-process peak-RSS measurement the train-speed table uses."""
-    spec = importlib.util.spec_from_file_location("benchmarks_run", Path(__file__).parent.parent / "benchmarks" / "run.py")
+    """benchmarks/common.py, whose fresh-process peak-RSS measurement the train-speed table uses."""
+    path = Path(__file__).parent.parent / "benchmarks" / "common.py"
+    spec = importlib.util.spec_from_file_location("benchmarks_common", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -16,18 +16,9 @@ from transformers_mmvg.pipeline_video_completion import (
     save_completion_grid,
     save_completion_video,
 )
-from tiny_models import tiny_model, tiny_processor
 
 TASK = "text-guided-video-completion"
 SIZE, FRAMES = 16, 6
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-mmvg")
-    tiny_model().save_pretrained(folder)
-    tiny_processor().save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,5 @@
 """MMVG model configuration (stage 2; holds the stage-1 T-VQ configuration)."""
 
-from __future__ import annotations
-
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 

@@ -17,12 +17,70 @@ Both loops and classifier-free guidance talk to the model through one function, 
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable
 
 import torch
 from tqdm.auto import tqdm
 
 from .masking import cosine_mask_ratio
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_decoding_settings(**settings) -> None:
+    """Refuse decoding settings that would sample from another distribution than the one asked for (a negative
+    temperature flips it; `top_k=0` or `top_p=1.5` would be ignored; a NaN guidance scale yields NaN logits) with a
+    `TypeError` (wrong type) or `ValueError` (wrong value) naming the setting. Only the settings given are checked;
+    `None` means "not set" for `top_k`, `top_p` and `generator`.
+
+    decoding: a name of `DECODING_MODES`; num_inference_steps: an integer >= 1; guidance_scale: a finite real;
+    temperature: a finite real >= 0; top_k: an integer >= 1; top_p: a real in (0, 1]; generator: a
+    `torch.Generator`; progress: a bool."""
+    for name, value in settings.items():
+        if name == "decoding":
+            if not isinstance(value, str) or value not in DECODING_MODES:
+                raise ValueError(f"Unknown `decoding` {value!r}; expected one of {sorted(DECODING_MODES)}.")
+        elif name == "num_inference_steps":
+            if not _is_integer(value):
+                raise TypeError(f"`num_inference_steps` must be an integer, got {value!r}.")
+            if value < 1:
+                raise ValueError(f"`num_inference_steps` must be >= 1, got {value}.")
+        elif name in ("guidance_scale", "temperature"):
+            if not _is_real(value):
+                raise TypeError(f"`{name}` must be a real number, got {value!r}.")
+            if not math.isfinite(value) or (name == "temperature" and value < 0):
+                bound = "a finite number >= 0 (0 is greedy)" if name == "temperature" else "a finite number"
+                raise ValueError(f"`{name}` must be {bound}, got {value}.")
+        elif name == "top_k":
+            if value is None:
+                continue
+            if not _is_integer(value):
+                raise TypeError(f"`top_k` must be an integer or None, got {value!r}.")
+            if value < 1:
+                raise ValueError(f"`top_k` must be >= 1 (None keeps every class), got {value}.")
+        elif name == "top_p":
+            if value is None:
+                continue
+            if not _is_real(value):
+                raise TypeError(f"`top_p` must be a real number or None, got {value!r}.")
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"`top_p` must lie in (0, 1] (None or 1 keeps every class), got {value}.")
+        elif name == "generator":
+            if value is not None and not isinstance(value, torch.Generator):
+                raise TypeError(f"`generator` must be a torch.Generator or None, got {type(value).__name__}.")
+        elif name == "progress":
+            if not isinstance(value, bool):
+                raise TypeError(f"`progress` must be True or False, got {value!r}.")
+        else:
+            raise TypeError(f"Unknown decoding setting `{name}`.")
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
@@ -193,8 +251,9 @@ def decode_tokens(
     """Complete `token_ids` (B, N, h, w) where `known` is False with the named decoding mode. With
     `guidance_scale != 1`, `logits_fn` must read a doubled batch (captions, then the empty prompt; see
     `classifier_free_guidance`)."""
-    if decoding not in DECODING_MODES:
-        raise ValueError(f"Unknown `decoding` {decoding!r}; expected one of {sorted(DECODING_MODES)}.")
+    check_decoding_settings(decoding=decoding, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                            temperature=temperature, top_k=top_k, top_p=top_p, generator=generator,
+                            progress=progress)  # fmt: skip
     if guidance_scale != 1.0:
         logits_fn = classifier_free_guidance(logits_fn, guidance_scale)
     sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, generator=generator, progress=progress)
@@ -207,6 +266,7 @@ __all__ = [
     "DECODING_MODES",
     "LogitsFn",
     "autoregressive_decode",
+    "check_decoding_settings",
     "classifier_free_guidance",
     "decode_tokens",
     "filter_logits",

@@ -14,6 +14,7 @@ repository root is the card rendered for the default `MMVGConfig`.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import tempfile
@@ -21,7 +22,6 @@ from enum import Enum
 from pathlib import Path
 from string import Template
 
-import torch
 from huggingface_hub import HfApi, ModelCard, ModelCardData
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
@@ -34,6 +34,7 @@ from .pipeline_video_completion import VideoCompletionPipeline
 __all__ = [
     "CARD_TAGS",
     "CARD_TEMPLATE",
+    "TRAINING_ARGS_FILE",
     "TRAINING_ARGUMENT_NAMES",
     "build_model_card",
     "check_repo_id",
@@ -42,10 +43,15 @@ __all__ = [
     "save_for_hub",
 ]
 
+logger = logging.getLogger(__name__)
+
 NOT_MEASURED = "not measured"
 DEFAULT_DATASET = "TextShapes (textshapes-64x8)"
 # "text-guided-video-completion" is not an official Hub pipeline tag, so it is a tag and `pipeline_tag` stays unset.
 CARD_TAGS = ["mmvg", "text-guided-video-completion", "video-generation", "masked-video-generation", "vqgan"]
+# The run's `TrainingArguments` as JSON (`TrainingArguments.to_json_string`), written by the training commands
+# (`training_runs`); the card reads them from it, never from the pickled `training_args.bin` beside it.
+TRAINING_ARGS_FILE = "training_args.json"
 # The `TrainingArguments` fields a card reports, with their names in the card's table (in this order).
 TRAINING_ARGUMENT_NAMES = {
     "learning_rate": "learning rate",
@@ -374,26 +380,28 @@ def build_model_card(
 
 
 def load_training_summary(folder: str | os.PathLike) -> tuple[dict | None, dict | None]:
-    """`(eval_results, training_config)` of a folder written by `examples/run_mmvg.py`.
+    """`(eval_results, training_config)` of a folder written by `examples/run_mmvg.py`, read from its JSON files only.
 
-    `eval_results` is `eval_results.json` as is; `training_config` holds the `TRAINING_ARGUMENT_NAMES` fields of the
-    pickled `TrainingArguments` in `training_args.bin` (enums as their values). Each is `None` when its file is
-    absent. `training_args.bin` is unpickled (`weights_only=False`): only read folders you trust.
+    `eval_results` is `eval_results.json` as is; `training_config` holds the `TRAINING_ARGUMENT_NAMES` fields of
+    `training_args.json` (the run's `TrainingArguments`). Each is `None` when its file is absent. The pickled
+    `training_args.bin` that transformers' `Trainer` also writes is never read: unpickling runs whatever code the file
+    names, so reading a downloaded folder would be running it.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"Not a folder: {folder}")
     results_path = folder / "eval_results.json"
     eval_results = json.loads(results_path.read_text()) if results_path.is_file() else None
-    args_path = folder / "training_args.bin"
+    args_path = folder / TRAINING_ARGS_FILE
     training_config = None
     if args_path.is_file():
-        args = torch.load(args_path, weights_only=False)
-        training_config = {}
-        for key in TRAINING_ARGUMENT_NAMES:
-            if hasattr(args, key):
-                value = getattr(args, key)
-                training_config[key] = value.value if isinstance(value, Enum) else value
+        args = json.loads(args_path.read_text())
+        training_config = {key: args[key] for key in TRAINING_ARGUMENT_NAMES if key in args}
+    elif (folder / "training_args.bin").is_file():
+        logger.warning(
+            "%s has training_args.bin but no %s: its training settings are not read (unpickling could run code the "
+            "file names), so the card says they were not recorded.", folder, TRAINING_ARGS_FILE,
+        )  # fmt: skip
     return eval_results, training_config
 
 

@@ -276,4 +276,30 @@ def check_memory(
     )
 
 
-__all__ = ["available_memory_bytes", "check_memory", "estimate_mmvg_memory_bytes", "mmvg_parameter_counts"]
+def check_model_size(config: MMVGConfig, device: torch.device | str | None = None, safety: float = 0.9) -> None:
+    """Refuse, before anything is allocated, a config whose model could not even complete one clip here: raise
+    `MemoryError` when its weights plus the completion of one clip (`estimate_mmvg_memory_bytes(config, 1,
+    training=False)`) exceed `safety` x `available_memory_bytes(device)`. Catches impossible sizes from a config file
+    (`num_frames: 10000000`, `num_decoder_layers: 1000000`) in milliseconds instead of gigabytes or minutes later."""
+    estimate = estimate_mmvg_memory_bytes(config, 1, training=False)
+    available = available_memory_bytes(device)
+    if estimate <= safety * available:
+        return
+    trainable, frozen = mmvg_parameter_counts(config)
+    raise MemoryError(
+        f"This MMVG config ({trainable + frozen:,} parameters; num_frames={config.num_frames}, "
+        f"image_size={config.image_size}, hidden_size={config.hidden_size}, "
+        f"num_encoder_layers={config.num_encoder_layers}, num_decoder_layers={config.num_decoder_layers}) needs an "
+        f"estimated {estimate / GIB:.2f} GiB to hold its weights and complete one clip, but "
+        f"{available / GIB:.2f} GiB is available on {torch.device('cpu' if device is None else device)} and at most "
+        f"{safety:.0%} of it may be used. Check the config's sizes."
+    )
+
+
+__all__ = [
+    "available_memory_bytes",
+    "check_memory",
+    "check_model_size",
+    "estimate_mmvg_memory_bytes",
+    "mmvg_parameter_counts",
+]

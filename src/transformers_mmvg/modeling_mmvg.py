@@ -19,11 +19,13 @@ Shapes: B clips, N frames, h x w tokens per frame (P = h * w), K codebook classe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
+from safetensors import safe_open
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -33,10 +35,15 @@ from transformers.utils import ModelOutput, can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_mmvg import MMVGConfig
-from .decoding import decode_tokens
+from .decoding import check_decoding_settings, decode_tokens
 from .masking import encoder_visual_layout, sample_given_frames, sample_token_mask, update_mask_probabilities
-from .memory import check_memory
+from .memory import check_memory, check_model_size
 from .modeling_tvq import TVQModel
+
+
+PIXEL_RANGE_TOLERANCE = 1e-3
+"""How far outside [-1, 1] pixel values may lie (float rounding of the processor's v / 127.5 - 1) before they are
+refused as not normalised."""
 
 
 @dataclass
@@ -250,7 +257,12 @@ class MMVGWindowSelfAttention(nn.Module):
         frame_offset = offset[..., 0].clamp(0, self.window[0] - 1)
         row_offset = (offset[..., 1] + self.window[1] - 1).clamp(0, 2 * self.window[1] - 2)
         column_offset = (offset[..., 2] + self.window[2] - 1).clamp(0, 2 * self.window[2] - 2)
-        bias = self.relative_position_bias[frame_offset, row_offset, column_offset]  # (..., Lq, Lk, heads)
+        # an embedding lookup into the flattened table rather than advanced indexing: the backward of indexing
+        # scatter-adds from several CPU threads in no fixed order (equal runs differed by ~1e-8), while embedding's
+        # sums each entry's gradient in index order, so training with the same seed is bit-reproducible
+        _, table_rows, table_columns, _ = self.relative_position_bias.shape
+        table_index = (frame_offset * table_rows + row_offset) * table_columns + column_offset
+        bias = F.embedding(table_index, self.relative_position_bias.flatten(0, 2))  # (..., Lq, Lk, heads)
         bias = bias.masked_fill(~allowed[..., None], float("-inf"))
         return bias.movedim(-1, -3)
 
@@ -513,9 +525,11 @@ class MMVGPreTrainedModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        """As `PreTrainedModel.from_pretrained`; when the saved weights do not fit the requested config (e.g.
-        `num_frames=` or `tvq_config=` overrides), the error names the config fields that differ from the checkpoint
-        (transformers' own error only points at a logged report, which a quiet logger hides)."""
+        """As `PreTrainedModel.from_pretrained`; when the saved weights do not fit the requested config, the error
+        names the weights whose shapes differ and the config fields that the overrides (`num_frames=`,
+        `tvq_config=`, `config=`) change, or says that no override explains it: then the folder's config.json does
+        not describe its weights (transformers' own error only points at a logged report, which a quiet logger
+        hides)."""
         try:
             return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         except RuntimeError as error:
@@ -526,11 +540,18 @@ class MMVGPreTrainedModel(PreTrainedModel):
             requested = kwargs.get("config") or cls.config_class.from_pretrained(
                 pretrained_model_name_or_path, return_unused_kwargs=True, **config_kwargs
             )[0]
+            weights = _weight_shape_mismatches(cls, pretrained_model_name_or_path, requested)
             differences = _config_differences(saved.to_dict(), requested.to_dict())
+            if differences:
+                cause = f"the overrides change {'; '.join(differences)}. Load it without these overrides"
+            else:
+                cause = (
+                    "no override explains it: its config.json does not describe its weights (edited, or saved with "
+                    "other weights). Restore the config.json saved with these weights"
+                )
             raise RuntimeError(
-                f"{pretrained_model_name_or_path} holds weights of another shape than the requested config: "
-                f"{'; '.join(differences) or 'no config field differs'}. Load it without these overrides, or pass "
-                "`ignore_mismatched_sizes=True` to re-initialise the mismatched weights."
+                f"{pretrained_model_name_or_path} holds weights of another shape than the requested config"
+                f"{weights}; {cause}, or pass `ignore_mismatched_sizes=True` to re-initialise the mismatched weights."
             ) from error
 
     def _init_weights(self, module):
@@ -555,6 +576,28 @@ class MMVGPreTrainedModel(PreTrainedModel):
         elif isinstance(module, MMVGForVideoCompletion):  # after its children: the T-VQ's codes are set
             init.constant_(module.mask_probabilities, self.config.mask_probability)
             init.copy_(module.model.embeddings.visual_token_embeddings.weight, module.tvq.quantizer.codebook_vectors())
+
+
+def _weight_shape_mismatches(cls, folder, config: MMVGConfig, shown: int = 3) -> str:
+    """` (model.x: checkpoint (6, 32), model (12, 32); ... and N more)` for the weights whose saved shape differs
+    from `cls(config)`'s, read from the safetensors headers of a local folder without loading any weight; empty when
+    `folder` is not a local folder."""
+    files = sorted(Path(folder).glob("*.safetensors")) if Path(folder).is_dir() else []
+    if not files:
+        return ""
+    with torch.device("meta"):  # shapes only: nothing is allocated
+        expected = {name: tuple(tensor.shape) for name, tensor in cls(config).state_dict().items()}
+    mismatches = []
+    for file in files:
+        with safe_open(file, framework="pt") as weights:
+            for name in weights.keys():
+                saved_shape = tuple(weights.get_slice(name).get_shape())
+                if name in expected and expected[name] != saved_shape:
+                    mismatches.append(f"{name}: checkpoint {saved_shape}, model {expected[name]}")
+    if not mismatches:
+        return ""
+    more = f" and {len(mismatches) - shown} more" if len(mismatches) > shown else ""
+    return f" ({'; '.join(mismatches[:shown])}{more})"
 
 
 def _config_differences(saved: dict, requested: dict, prefix: str = "") -> list[str]:
@@ -641,6 +684,7 @@ class MMVGModel(MMVGPreTrainedModel):
     """
 
     def __init__(self, config: MMVGConfig):
+        check_model_size(config)  # impossible sizes are refused before anything is allocated
         super().__init__(config)
         self.embeddings = MMVGEmbeddings(config)
         self.encoder = MMVGEncoder(config)
@@ -759,6 +803,7 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
     """
 
     def __init__(self, config: MMVGConfig):
+        check_model_size(config)  # impossible sizes are refused before anything is allocated
         super().__init__(config)
         self.model = MMVGModel(config)
         self.tvq = TVQModel(config.tvq_config)
@@ -813,6 +858,12 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
             )
         if not torch.isfinite(pixel_values_videos).all():
             raise ValueError("`pixel_values_videos` contains NaN or infinite values.")
+        low, high = pixel_values_videos.min().item(), pixel_values_videos.max().item()
+        if low < -1 - PIXEL_RANGE_TOLERANCE or high > 1 + PIXEL_RANGE_TOLERANCE:
+            raise ValueError(
+                f"`pixel_values_videos` must lie in [-1, 1] (uint8 value v as v / 127.5 - 1, as `MMVGProcessor` "
+                f"gives them), got values in [{low:.4g}, {high:.4g}]."
+            )
 
     @torch.no_grad()
     def tokenize_video(self, pixel_values_videos: torch.Tensor) -> torch.LongTensor:
@@ -1020,7 +1071,7 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
         Args:
             input_ids, attention_mask: tokenized captions (B, L); an empty prompt is allowed.
             pixel_values_videos (`torch.FloatTensor` of shape `(B, N, C, H, W)`): frames in [-1, 1]; only the given
-                frames are read (the others may hold anything finite, e.g. zeros).
+                frames are read (the others may hold anything in that range, e.g. zeros).
             given_frames_mask (`torch.BoolTensor` of shape `(B, N)`): True at the given frames (any set, also none).
             video_token_ids (`torch.LongTensor` of shape `(B, N, h, w)`, *optional*): tokens instead of pixels; then
                 the output frames are all decoded from tokens.
@@ -1032,6 +1083,9 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
             generator (`torch.Generator`, *optional*): for reproducible sampling.
             progress (`bool`): show a progress bar over the decoding steps.
         """
+        check_decoding_settings(decoding=decoding, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                                temperature=temperature, top_k=top_k, top_p=top_p, generator=generator,
+                                progress=progress)  # fmt: skip
         check_memory(self.config, input_ids.shape[0], self.device, training=False, guidance=guidance_scale != 1.0)
         if given_frames_mask is None:
             raise ValueError("Pass `given_frames_mask` (B, N): True at the frames that are given.")

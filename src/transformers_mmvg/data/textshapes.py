@@ -7,7 +7,10 @@ The exact specification is `docs/TEXTSHAPES.md`; this module follows it to the p
   `draw_clip_params` draws a whole set, optionally disjoint from another (a held-out set never
   holds a clip that occurs in training),
 - `write_textshapes` (and `python -m transformers_mmvg.data.textshapes`) writes a folder of
-  lossless mp4 clips with a `metadata.jsonl`,
+  lossless mp4 clips with a `metadata.jsonl`; it refuses a non-empty folder unless told to
+  overwrite, and never deletes anything,
+- `ensure_textshapes_splits` / `write_held_out_textshapes` write a split or reuse a folder that
+  already holds exactly the clips asked for; any other non-empty folder is an error,
 - `caption_check` / `follows_caption` / `centroid_error` measure whether a generated clip does
   what its caption says.
 
@@ -626,6 +629,24 @@ def _write_clip(task: tuple[int, ClipParams, TextShapesPreset, str]) -> dict:
     }
 
 
+def _claim_folder(out_dir: Path, num_clips: int, overwrite: bool) -> None:
+    """Let the writer write into `out_dir`: new or empty, or with `overwrite` any folder whose files of the writer's
+    names are plain files (a symlink there would make the writer write through it, outside the folder)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir} is a file, not a folder")
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return
+    if not overwrite:
+        raise FileExistsError(
+            f"{out_dir} is not empty; TextShapes is written into a new or empty folder. Pass overwrite=True "
+            f"(--overwrite) to replace its {METADATA_FILE} and clip_NNNNN.mp4 files there (nothing else is touched)."
+        )
+    for name in [METADATA_FILE] + [_clip_file_name(index) for index in range(num_clips)]:
+        path = out_dir / name
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            raise FileExistsError(f"{path} is a symlink or not a plain file; the writer does not write through it")
+
+
 def write_textshapes(
     out_dir: str | os.PathLike,
     preset: str | TextShapesPreset = DEFAULT_PRESET,
@@ -634,12 +655,17 @@ def write_textshapes(
     num_workers: int | None = None,
     num_segments: int | None = None,
     exclude: Collection[ClipParams] = frozenset(),
+    overwrite: bool = False,
 ) -> Path:
     """Write `num_clips` clips as `out_dir/clip_00000.mp4`, ... (lossless H.264) and `out_dir/metadata.jsonl`.
 
     All clip parameters are drawn first (`draw_clip_params`), so the data set depends on the
     seed (and `exclude`) only, not on `num_workers`. Each metadata line holds `file_name`,
     `text`, `shape`, `color`, `directions`, `positions` (N × `[x, y]`), `preset`, `x0`, `y0`.
+
+    A folder that is not empty is refused unless `overwrite=True`; then the writer replaces its
+    own files there (`metadata.jsonl` and `clip_00000.mp4` .. for the `num_clips` clips) and
+    deletes nothing: other files, including clips of a larger earlier set, stay as they were.
 
     Args:
         out_dir: output folder (created if missing).
@@ -650,9 +676,14 @@ def write_textshapes(
             encodes in this process.
         num_segments: 1 or 2 segments per clip; None draws either with equal probability.
         exclude: clip parameters never to write (a training set's, for a held-out set).
+        overwrite: write into a non-empty folder, replacing the writer's own files there.
 
     Returns:
         the output folder.
+
+    Raises:
+        FileExistsError: `out_dir` is not empty and `overwrite` is False, or is a file, or with `overwrite`
+            one of the writer's file names there is a symlink or a folder.
     """
     from tqdm.auto import tqdm
 
@@ -660,6 +691,7 @@ def write_textshapes(
     if num_clips < 0:
         raise ValueError(f"num_clips must be >= 0, got {num_clips}")
     out_dir = Path(out_dir)
+    _claim_folder(out_dir, num_clips, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     params = draw_clip_params(num_clips, seed, preset, num_segments, exclude)
     tasks = [(index, clip, preset, str(out_dir)) for index, clip in enumerate(params)]
@@ -687,6 +719,51 @@ def write_textshapes(
     return out_dir
 
 
+def _describe_clips(rows: list[dict]) -> str:
+    presets = sorted({str(row.get("preset")) for row in rows})
+    return f"{len(rows)} clips of {', '.join(presets)}" if rows else "no clips"
+
+
+def _holds_exactly(out_dir: Path, params: list[ClipParams], preset: TextShapesPreset, asked: str) -> bool:
+    """Whether `out_dir` already holds the TextShapes clips `params` of `preset`, as `write_textshapes` writes them
+    (metadata rows in order, and every clip file). False when the folder is missing or empty: write it.
+
+    Raises:
+        ValueError: `out_dir` holds anything else; the message names the folder, what it holds and what was
+            `asked` for. Such a folder is never reused nor overwritten.
+    """
+    metadata = out_dir / METADATA_FILE
+    if metadata.is_file():
+        try:
+            rows = [json.loads(line) for line in metadata.read_text().splitlines() if line.strip()]
+            existing = [
+                ClipParams(row["shape"], row["color"], tuple(row["directions"]), row["x0"], row["y0"]) for row in rows
+            ]
+        except (KeyError, TypeError, ValueError):  # not TextShapes metadata (json's errors are ValueErrors)
+            raise ValueError(
+                f"{out_dir} holds a {METADATA_FILE} that is not TextShapes metadata, not the {asked}; remove it or "
+                "choose another folder (it is never overwritten)."
+            ) from None
+        written_as = [row.get("file_name") for row in rows] == [_clip_file_name(i) for i in range(len(rows))]
+        if not (existing == params and written_as and all(row.get("preset") == preset.name for row in rows)):
+            raise ValueError(
+                f"{out_dir} holds other TextShapes clips than the {asked}: {_describe_clips(rows)}; remove it or "
+                "choose another folder (it is never overwritten)."
+            )
+        missing = [row["file_name"] for row in rows if not (out_dir / row["file_name"]).is_file()]
+        if missing:
+            raise ValueError(
+                f"{out_dir} holds the metadata of the {asked} but {len(missing)} of its clip files are missing "
+                f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); remove the folder to write it again."
+            )
+        return True
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise ValueError(
+            f"{out_dir} is not empty and holds no TextShapes {METADATA_FILE}, not the {asked}; choose another folder."
+        )
+    return False
+
+
 def ensure_textshapes_splits(
     data_dir: str | os.PathLike,
     preset: str | TextShapesPreset = DEFAULT_PRESET,
@@ -695,13 +772,26 @@ def ensure_textshapes_splits(
     seed: int = 0,
 ) -> tuple[Path, Path]:
     """`data_dir/train` (seed `seed`) and `data_dir/eval` (seed `seed + 1`, no clip of the train split), each
-    written with `write_textshapes` unless it already holds a metadata file. Returns the two folders."""
+    written with `write_textshapes`, or reused when it already holds exactly those clips (same preset, number and
+    seed: its metadata rows are the clips these draw). Returns the two folders.
+
+    Raises:
+        ValueError: a split folder holds anything else (other clips, another preset or seed or number of clips, or
+            files of its own); it is never overwritten.
+    """
+    preset = get_preset(preset)
     data_dir = Path(data_dir)
     train_dir, eval_dir = data_dir / "train", data_dir / "eval"
-    if not (train_dir / METADATA_FILE).is_file():
+    train_params = draw_clip_params(num_train_clips, seed, preset)
+    eval_params = draw_clip_params(num_eval_clips, seed + 1, preset, exclude=train_params)
+    asked_train = f"{num_train_clips} clips of {preset.name} drawn with seed {seed} asked for"
+    if not _holds_exactly(train_dir, train_params, preset, asked_train):
         write_textshapes(train_dir, preset, num_clips=num_train_clips, seed=seed)
-    if not (eval_dir / METADATA_FILE).is_file():
-        train_params = draw_clip_params(num_train_clips, seed, preset)
+    asked_eval = (
+        f"{num_eval_clips} clips of {preset.name} drawn with seed {seed + 1} outside the {num_train_clips} training "
+        "clips asked for"
+    )
+    if not _holds_exactly(eval_dir, eval_params, preset, asked_eval):
         write_textshapes(eval_dir, preset, num_clips=num_eval_clips, seed=seed + 1, exclude=train_params)
     return train_dir, eval_dir
 
@@ -732,20 +822,12 @@ def write_held_out_textshapes(
             seen |= clips
     params = draw_clip_params(num_clips, seed, preset, exclude=seen)
     out_dir = Path(out_dir)
-    metadata = out_dir / METADATA_FILE
-    if metadata.is_file():
-        rows = [json.loads(line) for line in metadata.read_text().splitlines() if line.strip()]
-        existing = [
-            ClipParams(row["shape"], row["color"], tuple(row["directions"]), row["x0"], row["y0"]) for row in rows
-        ]
-        if existing == params and all(row.get("preset") == preset.name for row in rows):
-            return out_dir
-        raise ValueError(
-            f"{out_dir} holds other TextShapes clips than the held-out set asked for ({num_clips} clips, seed {seed}, "
-            f"none of the training clips of {', '.join(map(str, model_dirs))}); remove it or choose another folder."
-        )
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise ValueError(f"{out_dir} is not empty and holds no TextShapes {METADATA_FILE}; choose another folder.")
+    asked = (
+        f"held-out set asked for ({num_clips} clips of {preset.name}, seed {seed}, none of the training clips of "
+        f"{', '.join(map(str, model_dirs))})"
+    )
+    if _holds_exactly(out_dir, params, preset, asked):
+        return out_dir
     return write_textshapes(out_dir, preset, num_clips=num_clips, seed=seed, exclude=seen)
 
 
@@ -753,7 +835,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line: `python -m transformers_mmvg.data.textshapes --preset textshapes-64x8 --num-clips 2000 --out DIR`."""
     parser = argparse.ArgumentParser(
         prog="python -m transformers_mmvg.data.textshapes",
-        description="Write a TextShapes data set: lossless mp4 clips and metadata.jsonl.",
+        description=(
+            "Write a TextShapes data set: lossless mp4 clips and metadata.jsonl. The output folder must be new or "
+            "empty unless --overwrite is given; nothing is ever deleted."
+        ),
     )
     parser.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS), help="data set size")
     parser.add_argument("--num-clips", type=int, default=2000, help="number of clips")
@@ -763,18 +848,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--num-segments", type=int, default=None, choices=[1, 2], help="segments per clip (default: 1 or 2 at random)"
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=(
+            "write into a non-empty --out folder, replacing its metadata.jsonl and clip_NNNNN.mp4 files for the clips "
+            "written; other files (and clips beyond --num-clips) are left as they are"
+        ),
+    )
     args = parser.parse_args(argv)
     # Call through the package module (not __main__) so Pool workers find `_write_clip` by name.
     from transformers_mmvg.data import textshapes
 
-    out_dir = textshapes.write_textshapes(
-        args.out,
-        preset=args.preset,
-        num_clips=args.num_clips,
-        seed=args.seed,
-        num_workers=args.num_workers,
-        num_segments=args.num_segments,
-    )
+    try:
+        out_dir = textshapes.write_textshapes(
+            args.out,
+            preset=args.preset,
+            num_clips=args.num_clips,
+            seed=args.seed,
+            num_workers=args.num_workers,
+            num_segments=args.num_segments,
+            overwrite=args.overwrite,
+        )
+    except FileExistsError as error:
+        parser.error(str(error))
     print(f"wrote {args.num_clips} clips of {args.preset} to {out_dir}")
     return 0
 

@@ -10,6 +10,12 @@ and has enough frames for the requested sampling). `on_bad_file="raise"` (the de
 with an error that lists the unusable files and why; `on_bad_file="skip"` drops them, warns
 with their number and names, and records them in `dataset.info.description`. Either way no
 sample is ever silently wrong or silently lost.
+
+Metadata from someone else reaches no file outside its folder: a `file_name` that resolves outside it
+(`../x.mp4`, an absolute path elsewhere, a symlink pointing out) is refused with a `VideoFolderError`
+naming the row, whatever `on_bad_file` says; subfolders are fine. Videos whose sampled frames would
+take more than `max_decoded_bytes` to decode are unusable files like any other (see
+`transformers_mmvg.video_io.read_video`).
 """
 
 from __future__ import annotations
@@ -26,8 +32,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ..video_io import (
+    MAX_DECODED_BYTES,
     VideoReadError,
+    VideoTooLargeError,
     VideoTooShortError,
+    check_decoded_size,
     count_frames,
     read_video,
     resize_center_crop,
@@ -93,23 +102,44 @@ def _check_utf8(metadata_path: Path) -> None:
                 ) from error
 
 
-def _check_video(path: Path, num_frames: int, stride: int | None) -> str | None:
+def _video_path(root: Path, file_name: object, row: int | None = None) -> Path:
+    """The file a metadata row names, symlinks followed; refused unless it lies inside the folder `root`.
+
+    Args:
+        root: the video folder, resolved.
+        file_name: the row's `file_name`.
+        row: the row's number (1-based) for the error message.
+    """
+    where = f"metadata row {row}" if row is not None else "a metadata row"
+    if not isinstance(file_name, str) or not file_name:
+        raise VideoFolderError(f"{root}: {where} has file_name {file_name!r}, not a path relative to the folder")
+    path = (root / file_name).resolve()
+    if not path.is_relative_to(root):
+        raise VideoFolderError(
+            f"{root}: {where} has file_name {file_name!r}, which resolves to {path}, outside the folder; a video "
+            "folder's metadata may only name files inside it"
+        )
+    return path
+
+
+def _check_video(path: Path, num_frames: int, stride: int | None, max_decoded_bytes: int | None) -> str | None:
     """Return why the video cannot supply the sampling, or None if it can."""
     try:
+        check_decoded_size(path, num_frames, max_decoded_bytes)
         sample_frame_indices(count_frames(path), num_frames, stride)
-    except (VideoReadError, VideoTooShortError) as error:
+    except (VideoReadError, VideoTooShortError, VideoTooLargeError) as error:
         return str(error)
     return None
 
 
 def _expand_into_windows(
-    rows: datasets.Dataset, data_dir: Path, num_frames: int, stride: int, clips_per_video: int
+    rows: datasets.Dataset, root: Path, num_frames: int, stride: int, clips_per_video: int
 ) -> datasets.Dataset:
     """One row per window: `clips_per_video` starts spread evenly over each video's valid range."""
     span = (num_frames - 1) * stride + 1
     expanded: dict[str, list] = {name: [] for name in rows.column_names + ["clip_start"]}
     for row in rows:
-        last_start = count_frames(data_dir / row["file_name"]) - span
+        last_start = count_frames(_video_path(root, row["file_name"])) - span
         if last_start < 0:
             raise VideoTooShortError(f"{row['file_name']}: too short for {num_frames} frames at stride {stride}")
         starts = sorted({round(last_start * k / max(clips_per_video - 1, 1)) for k in range(clips_per_video)})
@@ -129,6 +159,7 @@ def load_video_folder(
     on_bad_file: Literal["raise", "skip"] = "raise",
     check_files: bool = True,
     clips_per_video: int = 1,
+    max_decoded_bytes: int | None = MAX_DECODED_BYTES,
 ) -> datasets.Dataset:
     """Load a folder of captioned videos as a `datasets.Dataset`.
 
@@ -145,10 +176,16 @@ def load_video_folder(
         clips_per_video: take this many windows of `num_frames` frames at `stride` from each video,
             their starts spread evenly over the video (a few long videos become many samples).
             Needs `stride`; each row then has a `clip_start` column.
+        max_decoded_bytes: the most memory decoding one sample may take (see `read_video`); a video whose
+            `num_frames` frames would need more is an unusable file. None for no limit.
 
     Returns:
         A dataset whose rows are `{"frames": uint8 tensor (N, 3, H, W), "text": str,
         "file_name": str, ...}` plus the other metadata columns; frames are decoded on access.
+
+    Raises:
+        VideoFolderError: unusable metadata, a `file_name` that resolves outside `data_dir` (symlinks
+            followed), or with `on_bad_file="raise"` unusable videos.
     """
     if on_bad_file not in ("raise", "skip"):
         raise ValueError(f"on_bad_file must be 'raise' or 'skip', got {on_bad_file!r}")
@@ -157,7 +194,10 @@ def load_video_folder(
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise VideoFolderError(f"video folder not found: {data_dir}")
+    root = data_dir.resolve()
     rows = _read_metadata(data_dir, caption_column)
+    for row, file_name in enumerate(rows["file_name"], start=1):
+        _video_path(root, file_name, row)
     if caption_column != "text":
         if "text" in rows.column_names:
             raise VideoFolderError(f"metadata has both 'text' and caption column '{caption_column}'")
@@ -171,7 +211,7 @@ def load_video_folder(
     if check_files:
         report = BadVideoReport()
         for name in tqdm(rows["file_name"], desc="checking videos", unit="video", disable=len(rows) < 200):
-            reason = _check_video(data_dir / name, num_frames, stride)
+            reason = _check_video(_video_path(root, name), num_frames, stride, max_decoded_bytes)
             if reason is not None:
                 report.bad.append((name, reason))
         if report.bad:
@@ -183,16 +223,18 @@ def load_video_folder(
             rows.info.description = json.dumps({"skipped_videos": report.bad})
 
     if clips_per_video > 1:
-        rows = _expand_into_windows(rows, data_dir, num_frames, stride, clips_per_video)
+        rows = _expand_into_windows(rows, root, num_frames, stride, clips_per_video)
 
     def decode(batch: dict) -> dict:
         frames = []
         starts = batch.get("clip_start", [None] * len(batch["file_name"]))
         for name, start in zip(batch["file_name"], starts):
+            path = _video_path(root, name)  # checked again: the folder may have changed since it was loaded
             if start is None:
-                video = read_video(data_dir / name, num_frames=num_frames, stride=stride)
+                video = read_video(path, num_frames=num_frames, stride=stride, max_decoded_bytes=max_decoded_bytes)
             else:
-                video = read_video(data_dir / name, indices=range(start, start + num_frames * stride, stride))
+                indices = range(start, start + num_frames * stride, stride)
+                video = read_video(path, indices=indices, max_decoded_bytes=max_decoded_bytes)
             frames.append(resize_center_crop(torch.from_numpy(video).permute(0, 3, 1, 2), resolution))
         return {**batch, "frames": frames}
 

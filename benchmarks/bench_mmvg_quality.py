@@ -1,0 +1,138 @@
+"""Quality of the trained MMVG on held-out TextShapes clips: mmvg-quality (tasks, baselines, K given frames, the
+counterfactual caption check) and mmvg-steps (quality against parallel decoding steps)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from common import ROOT, WORK_DIR, benchmark, header
+
+
+def _held_out_rows(args: argparse.Namespace, num_clips: int = 200, seed: int = 2) -> list[dict]:
+    """The demo's held-out TextShapes clips (seed 2), leaving out every clip the trained models saw in training."""
+    from transformers_mmvg.data.textshapes import write_held_out_textshapes
+    from transformers_mmvg.data.video_folder import load_video_folder
+
+    folder = write_held_out_textshapes(WORK_DIR / f"textshapes-held-out-{num_clips}-seed{seed}",
+                                       [args.mmvg, args.tvq], num_clips=num_clips, seed=seed)
+    dataset = load_video_folder(folder, num_frames=8, resolution=64)
+    return [dataset[index] for index in range(len(dataset))]
+
+
+def _relative(path: Path) -> str:
+    """`path` relative to the repository when it lies inside it (the tables must not name this machine's folders)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def _trained_mmvg(args: argparse.Namespace):
+    from transformers import pipeline
+
+    from transformers_mmvg.pipeline_video_completion import TASK_NAME
+
+    pipe = pipeline(TASK_NAME, model=str(args.mmvg))
+    return pipe.model.eval(), pipe.processor
+
+
+@benchmark("mmvg-quality")
+def mmvg_quality(args: argparse.Namespace) -> str:
+    """Completion quality of the trained MMVG on 200 held-out TextShapes clips: the three tasks with both decoding
+    modes, the text-free control and the baselines; K = 1..4 given frames; and the counterfactual caption check."""
+    from transformers_mmvg.evaluation import (
+        METHODS,
+        complete_rows,
+        counterfactual_rows,
+        evaluate_completion,
+        results_table,
+        score_clips,
+    )
+    from transformers_mmvg.masking import task_given_indices
+
+    model, processor = _trained_mmvg(args)
+    rows = _held_out_rows(args)
+    greedy = dict(num_inference_steps=12, temperature=0.0)
+    parallel = evaluate_completion(model, processor, rows, methods=METHODS, decoding="parallel", progress=True,
+                                   **greedy)
+    autoregressive = evaluate_completion(model, processor, rows, decoding="autoregressive", temperature=0.0,
+                                         progress=True)
+    for task, methods in autoregressive.items():
+        parallel[task]["mmvg_autoregressive"] = methods["mmvg"]
+    tasks_table = results_table(parallel).replace("| mmvg |", "| mmvg (parallel, 12 steps) |").replace(
+        "| mmvg_autoregressive |", "| mmvg (autoregressive) |"
+    )
+
+    k_lines = ["| given frames K (prediction) | clips | caption following | centroid error (px), generated frames "
+               "| PSNR (dB), generated frames |", "|---|---|---|---|---|"]
+    for num_given in (1, 2, 3, 4):
+        given = task_given_indices("prediction", 8, num_given)
+        generated = complete_rows(model, processor, rows, given, decoding="parallel", **greedy)
+        scores = score_clips(generated, rows, "textshapes-64x8", given)
+        k_lines.append(f"| {num_given} | {scores['num_clips']} | {100 * scores['caption_following']:.1f}% | "
+                       f"{scores['centroid_error']:.2f} | {scores['psnr']:.2f} |")
+
+    cf_lines = ["| task | clips | follows the new caption | follows the true caption |", "|---|---|---|---|"]
+    for task in ("prediction", "rewind", "infilling"):
+        changed = counterfactual_rows(rows, task, "textshapes-64x8")
+        generated = complete_rows(model, processor, changed, task_given_indices(task, 8), decoding="parallel",
+                                  **greedy)
+        originals = {row["file_name"]: row for row in rows}
+        new = score_clips(generated, changed, "textshapes-64x8")["caption_following"]
+        old = score_clips(generated, [originals[row["file_name"]] for row in changed],
+                          "textshapes-64x8")["caption_following"]
+        cf_lines.append(f"| {task} | {len(changed)} | {100 * new:.1f}% | {100 * old:.1f}% |")
+
+    body = (
+        "## MMVG completion quality on held-out TextShapes (200 clips, textshapes-64x8)\n\n"
+        f"Model: `{_relative(args.mmvg)}`. Held out: 200 clips drawn with seed 2, none of them a clip either "
+        "checkpoint was trained on. Greedy decoding (temperature 0), guidance scale 1. Infilling is scored on the "
+        "two-segment clips. Centroid error, PSNR and SSIM are of the generated frames only (the given frames come "
+        "back exactly and are not counted); caption following reads the whole clip. `mmvg_empty_text` is the same model and frames with an empty prompt (the text-free "
+        "control); `copy_frame` repeats the nearest given frame; `linear_blend` cross-fades the two given frames. "
+        "The caption check is TEXTSHAPES.md's.\n\n"
+    )
+    body += header("mmvg-quality", "python benchmarks/run.py --only mmvg-quality") + "\n" + tasks_table + "\n\n"
+    body += "K given frames (the first K, parallel decoding):\n\n" + "\n".join(k_lines) + "\n\n"
+    body += ("Counterfactual: the same given frames with another caption (directions reversed for prediction and "
+             "rewind, the two legs swapped for infilling; clips whose new path would leave the frame are left out). "
+             "The completion should follow the new caption, not the true one:\n\n" + "\n".join(cf_lines) + "\n")
+    return body
+
+
+@benchmark("mmvg-steps")
+def mmvg_steps(args: argparse.Namespace) -> str:
+    """Quality against the number of parallel decoding steps (trained MMVG, 100 held-out clips, greedy), with the
+    completion time per clip; autoregressive decoding as the reference."""
+    from plot import line_plot
+
+    from transformers_mmvg.evaluation import evaluate_completion
+
+    model, processor = _trained_mmvg(args)
+    rows = _held_out_rows(args)[:100]
+    lines = ["| decoding | model calls per clip | prediction | rewind | infilling | seconds per clip (batch 16) |",
+             "|---|---|---|---|---|---|"]
+    quality = {task: [] for task in ("prediction", "rewind", "infilling")}
+    settings = [("parallel", steps) for steps in (1, 2, 4, 8, 12, 24)] + [("autoregressive", None)]
+    for decoding, steps in settings:
+        start = time.perf_counter()
+        results = evaluate_completion(model, processor, rows, decoding=decoding, num_inference_steps=steps or 12,
+                                      temperature=0.0)
+        seconds = (time.perf_counter() - start) / sum(scores["mmvg"]["num_clips"] for scores in results.values())
+        following = {task: scores["mmvg"]["caption_following"] for task, scores in results.items()}
+        calls = steps if steps else "N h w + N"
+        label = f"parallel, {steps} steps" if steps else "autoregressive"
+        lines.append(f"| {label} | {calls} | " + " | ".join(f"{100 * following[task]:.1f}%" for task in quality)
+                     + f" | {seconds:.3f} |")
+        if steps:
+            for task in quality:
+                quality[task].append((steps, 100 * following[task]))
+    plot = line_plot(ROOT / "benchmarks" / "mmvg-steps.png", quality, "parallel decoding steps",
+                     "caption following (%)", "Caption following vs parallel decoding steps", log_x=True)
+    body = (
+        "## MMVG quality against parallel decoding steps\n\n"
+        f"Model: `{_relative(args.mmvg)}`; the first 100 held-out clips (infilling: their two-segment clips); greedy; the time "
+        "per clip includes the T-VQ and the metrics, all three tasks averaged. "
+        f"Plot: [{plot.name}]({plot.name}).\n\n"
+    )
+    return body + header("mmvg-steps", "python benchmarks/run.py --only mmvg-steps") + "\n" + "\n".join(lines) + "\n"
