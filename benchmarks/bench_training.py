@@ -1,5 +1,5 @@
 """Training speed, memory and compute efficiency of both stages (issue 7): train-speed (throughput and peak RSS, each
-in a fresh process) and efficiency (achieved FLOP/s against the fp32 matmul peak)."""
+in a fresh process) and efficiency (achieved FLOP/s against the matmul peak in fp32 and bf16)."""
 
 from __future__ import annotations
 
@@ -123,36 +123,56 @@ def _count_flops(function: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
-def _matmul_flops_per_second(sizes: tuple[int, ...], repeats: int = 3) -> dict[int, float]:
-    """Achieved FLOP/s of fp32 square matmuls `n x n @ n x n` (2 n^3 FLOPs), best of `repeats`, per size n."""
+def _matmul_flops_per_second(sizes: tuple[int, ...], dtype: torch.dtype = torch.float32,
+                             repeats: int = 3) -> dict[int, float]:
+    """Achieved FLOP/s of square matmuls `n x n @ n x n` (2 n^3 FLOPs) in `dtype`, best of `repeats`, per size n."""
     rates = {}
     for size in sizes:
         generator = torch.Generator().manual_seed(0)
-        left, right = (torch.randn(size, size, generator=generator) for _ in range(2))
-        out = torch.empty(size, size)
+        left, right = (torch.randn(size, size, generator=generator).to(dtype) for _ in range(2))
+        out = torch.empty(size, size, dtype=dtype)
         seconds = _best_seconds(lambda: torch.mm(left, right, out=out), repeats=repeats)
         rates[size] = 2 * size**3 / seconds
     return rates
+
+
+def _autocast(dtype: torch.dtype | None):
+    return torch.autocast("cpu", dtype=dtype) if dtype is not None else torch.autocast("cpu", enabled=False)
 
 
 @benchmark("efficiency")
 def efficiency(
     args: argparse.Namespace,
     matmul_sizes: tuple[int, ...] = (1024, 2048, 4096),
+    slow_bf16_matmul_sizes: tuple[int, ...] = (512,),
     training_batch_size: int = MMVG_TRAIN_BATCH_SIZE,
     decoding_batch_size: int = COMPLETION_BATCH_SIZE,
 ) -> str:
-    """Achieved FLOP/s of an MMVG training step and of a parallel decoding step, against the fp32 matmul peak
-    measured on the same machine in the same run."""
+    """Achieved FLOP/s of an MMVG training step (fp32 and under bf16 autocast) and of a parallel decoding step,
+    against the machine's matmul peak in fp32 and in bf16, all measured on the same machine in the same run. Where
+    the CPU has no native bf16 matrix products (`hardware.bf16_is_fast`), the bf16 peak is measured at
+    `slow_bf16_matmul_sizes` only (a 2048 one would take a minute)."""
     from transformers_mmvg import MMVGConfig, MMVGForVideoCompletion
+    from transformers_mmvg.hardware import BF16_CPU_FLAGS, bf16_is_fast, cpu_flags
     from transformers_mmvg.modeling_mmvg import MMVGVideoLogits
 
-    rates = _matmul_flops_per_second(matmul_sizes)
-    peak = max(rates.values())
+    native_bf16 = bf16_is_fast("cpu")
+    peaks = {
+        torch.float32: _matmul_flops_per_second(matmul_sizes, torch.float32),
+        torch.bfloat16: _matmul_flops_per_second(matmul_sizes if native_bf16 else slow_bf16_matmul_sizes,
+                                                 torch.bfloat16),
+    }  # fmt: skip
+    peak = max(rate for rates in peaks.values() for rate in rates.values())
 
     training_step = _mmvg_training_step({}, training_batch_size, with_optimizer=False)
     training_flops = _count_flops(training_step)
-    training_seconds = _best_seconds(training_step, repeats=3)
+    training = {}
+    for dtype in (None, torch.bfloat16):
+        def step():
+            with _autocast(dtype):
+                training_step()
+
+        training[dtype] = _best_seconds(step, repeats=3)
 
     torch.manual_seed(0)
     model = MMVGForVideoCompletion(MMVGConfig()).eval()
@@ -169,29 +189,40 @@ def efficiency(
         decoding_flops = _count_flops(decoding_step)
         decoding_seconds = _best_seconds(decoding_step, repeats=3)
 
-    rows = ["| measured | GFLOP per call | best time (ms) | achieved GFLOP/s | share of the matmul peak |",
+    rows = ["| measured | GFLOP per call | best time (ms) | achieved GFLOP/s | share of the best matmul peak |",
             "|---|---|---|---|---|"]
-    for size, rate in rates.items():
-        rows.append(f"| fp32 matmul {size} x {size} | {2 * size**3 / 1e9:.2f} | {2000 * size**3 / rate:.1f} "
-                    f"| {rate / 1e9:.1f} | {rate / peak:.0%} |")
+    for dtype, rates in peaks.items():
+        for size, rate in rates.items():
+            rows.append(f"| {str(dtype).removeprefix('torch.')} matmul {size} x {size} | {2 * size**3 / 1e9:.2f} "
+                        f"| {2000 * size**3 / rate:.1f} | {rate / 1e9:.1f} | {rate / peak:.1%} |")
     for name, flops, seconds in (
-        (f"MMVG training step (forward + backward), batch {training_batch_size}", training_flops, training_seconds),
-        (f"MMVG parallel decoding step (decoder forward), batch {decoding_batch_size}", decoding_flops,
+        (f"MMVG training step (forward + backward), batch {training_batch_size}, fp32", training_flops,
+         training[None]),
+        (f"MMVG training step (forward + backward), batch {training_batch_size}, bf16 autocast", training_flops,
+         training[torch.bfloat16]),
+        (f"MMVG parallel decoding step (decoder forward), batch {decoding_batch_size}, fp32", decoding_flops,
          decoding_seconds),
     ):
         rate = flops / seconds
         rows.append(f"| {name} | {flops / 1e9:.2f} | {1000 * seconds:.1f} | {rate / 1e9:.1f} | {rate / peak:.1%} |")
+    flags = sorted(cpu_flags() & set(BF16_CPU_FLAGS)) or ["none"]
+    best_fp32 = max(peaks[torch.float32].values())
+    best_bf16 = max(peaks[torch.bfloat16].values())
     body = (
-        "## MMVG compute efficiency: achieved FLOP/s against the machine's fp32 matmul peak\n\n"
+        "## MMVG compute efficiency: achieved FLOP/s against the machine's matmul peak in fp32 and bf16\n\n"
         "FLOPs counted by `torch.utils.flop_counter.FlopCounterMode` (matmuls and attention, 2 per multiply-add; "
         "the CPU attention kernel, absent from its registry, counted as QK^T + PV and twice that backward; "
         "element-wise work, embeddings, softmax and layer norms are not counted). Default `MMVGConfig()` "
         f"({model.config.num_frames} frames, {model.config.tokens_per_frame} tokens per frame), untrained weights, "
         "prediction from frame 0 "
         "with a fixed token mask, times best of 3 after a warm-up. The training step is forward + backward (no "
-        "optimizer); the decoding step is one `model.decode` over the whole clip with the cross-attention keys and "
-        "values cached, as `complete(decoding=\"parallel\")` calls it. The peak is the best of fp32 square matmuls "
-        f"of {', '.join(map(str, matmul_sizes))} (`torch.mm`, best of 3) measured in the same run: "
-        f"**{peak / 1e9:.1f} GFLOP/s**.\n\n"
+        "optimizer), in fp32 and under `torch.autocast(\"cpu\", torch.bfloat16)`; the decoding step is one "
+        "`model.decode` over the whole clip with the cross-attention keys and values cached, as "
+        "`complete(decoding=\"parallel\")` calls it. The peaks are the best square `torch.mm` of each dtype "
+        f"(best of 3) measured in the same run: **fp32 {best_fp32 / 1e9:.1f} GFLOP/s, bf16 {best_bf16 / 1e9:.1f} "
+        f"GFLOP/s**; shares are of the larger. This CPU's native bf16 matrix units (/proc/cpuinfo flags among "
+        f"{', '.join(BF16_CPU_FLAGS)}): **{', '.join(flags)}**"
+        + ("" if native_bf16 else f" (so bf16 is measured at {', '.join(map(str, slow_bf16_matmul_sizes))} only)")
+        + ".\n\n"
     )
     return body + header("efficiency", "python benchmarks/run.py --only efficiency") + "\n" + "\n".join(rows) + "\n"

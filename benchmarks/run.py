@@ -10,7 +10,7 @@
     python benchmarks/run.py --only mmvg-quality           # trained MMVG on held-out TextShapes (~10 min)
     python benchmarks/run.py --only mmvg-steps             # quality vs parallel decoding steps (~5 min)
     python benchmarks/run.py --only train-speed            # training samples/s of both stages, peak memory (~1 min)
-    python benchmarks/run.py --only efficiency             # achieved FLOP/s against the fp32 matmul peak (~15 s)
+    python benchmarks/run.py --only efficiency             # achieved FLOP/s against the fp32 and bf16 matmul peaks
     python benchmarks/run.py --only mmvg-scaling-resolution  # training step against tokens per frame (~1 min)
     python benchmarks/run.py --only peer                   # vs a token-by-token GPT with a KV cache (~1 min)
     python benchmarks/run.py --suite full                  # all of them

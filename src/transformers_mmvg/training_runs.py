@@ -43,6 +43,7 @@ from .data.textshapes import (
 )
 from .data.video_folder import load_video_folder
 from .evaluation import save_task_grid
+from .hardware import bf16_is_fast
 from .hub import TRAINING_ARGS_FILE
 from .metrics import bits_per_pixel
 from .modeling_mmvg import MMVGForVideoCompletion
@@ -210,8 +211,20 @@ def _start_run(dataclass_types: tuple, defaults: list[str], argv: list[str] | No
     )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     _claim_output_dir(training_args, output_args.overwrite_output_dir)
+    _warn_about_slow_bf16(training_args)
     set_seed(training_args.seed)
     return (*parsed, training_args)
+
+
+def _warn_about_slow_bf16(training_args: TrainingArguments) -> None:
+    """`--bf16` where bf16 matrix products have no native support (`hardware.bf16_is_fast`) makes training many
+    times slower, not faster; say so before it starts."""
+    if training_args.bf16 and not bf16_is_fast(training_args.device):
+        logger.warning(
+            "--bf16 on %s, which has no native bf16 matrix products (no AMX or AVX-512 BF16 on a CPU, compute "
+            "capability < 8 on a GPU): torch falls back to a kernel that can be 10-100x slower than fp32. Train in "
+            "fp32 (leave out --bf16) here.", training_args.device,
+        )  # fmt: skip
 
 
 def _run_splits(data_args, training_args: TrainingArguments, data_dir: Path) -> TrainingSplits:
