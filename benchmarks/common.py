@@ -46,7 +46,18 @@ def machine() -> str:
         device = torch.cuda.get_device_name(0)
     else:
         device = f"CPU only, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
-    return f"{platform.machine()} {device}; Python {platform.python_version()}, torch {torch.__version__}"
+    return (f"{platform.machine()} {device}; {_cpu_model()}, torch CPU capability "
+            f"{torch.backends.cpu.get_cpu_capability()}; Python {platform.python_version()}, torch {torch.__version__}")
+
+
+def _cpu_model() -> str:
+    """The processor's model name from /proc/cpuinfo: machines of one kind differ (e.g. with or without AMX)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    names = [line.partition(":")[2].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else "unknown CPU"
 
 
 def commit() -> str:
