@@ -1,1 +1,1 @@
-"""Data: TextShapes, video files, video folders with captions."""
+"""Data: TextShapes, TextCam, video files, video folders with captions."""

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import re
 import sys
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from transformers_mmvg.data.writing import METADATA_FILE, claim_folder, clip_file_name, write_clips
 from transformers_mmvg.video_io import write_video
 
 __all__ = [
@@ -552,10 +552,7 @@ def centroid_error(
 # Writing a data set
 # ----------------------------------------------------------------------------------------------
 
-METADATA_FILE = "metadata.jsonl"
 TRAINING_DATA_FILE = "training_data.json"  # in a model folder: the TextShapes clips it was trained on
-MAX_DEFAULT_WORKERS = 2
-WRITER_CHUNK_SIZE = 32
 MAX_DRAWS_PER_CLIP = 100  # a held-out draw gives up when `exclude` leaves (almost) nothing to draw
 
 
@@ -606,15 +603,11 @@ def clips_seen_in_training(model_dir: str | os.PathLike) -> set[ClipParams] | No
     return set(draw_clip_params(record["num_clips"], record["seed"], record["preset"]))
 
 
-def _clip_file_name(index: int) -> str:
-    return f"clip_{index:05d}.mp4"
-
-
 def _write_clip(task: tuple[int, ClipParams, TextShapesPreset, str]) -> dict:
     """Render and encode one clip; returns its metadata row. Top-level so a Pool can pickle it."""
     index, params, preset, out_dir = task
     clip = render_clip(params, preset)
-    file_name = _clip_file_name(index)
+    file_name = clip_file_name(index)
     write_video(Path(out_dir) / file_name, clip.frames, fps=preset.fps)
     return {
         "file_name": file_name,
@@ -627,24 +620,6 @@ def _write_clip(task: tuple[int, ClipParams, TextShapesPreset, str]) -> dict:
         "x0": params.x0,
         "y0": params.y0,
     }
-
-
-def _claim_folder(out_dir: Path, num_clips: int, overwrite: bool) -> None:
-    """Let the writer write into `out_dir`: new or empty, or with `overwrite` any folder whose files of the writer's
-    names are plain files (a symlink there would make the writer write through it, outside the folder)."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise FileExistsError(f"{out_dir} is a file, not a folder")
-    if not out_dir.is_dir() or not any(out_dir.iterdir()):
-        return
-    if not overwrite:
-        raise FileExistsError(
-            f"{out_dir} is not empty; TextShapes is written into a new or empty folder. Pass overwrite=True "
-            f"(--overwrite) to replace its {METADATA_FILE} and clip_NNNNN.mp4 files there (nothing else is touched)."
-        )
-    for name in [METADATA_FILE] + [_clip_file_name(index) for index in range(num_clips)]:
-        path = out_dir / name
-        if path.is_symlink() or (path.exists() and not path.is_file()):
-            raise FileExistsError(f"{path} is a symlink or not a plain file; the writer does not write through it")
 
 
 def write_textshapes(
@@ -685,38 +660,15 @@ def write_textshapes(
         FileExistsError: `out_dir` is not empty and `overwrite` is False, or is a file, or with `overwrite`
             one of the writer's file names there is a symlink or a folder.
     """
-    from tqdm.auto import tqdm
-
     preset = get_preset(preset)
     if num_clips < 0:
         raise ValueError(f"num_clips must be >= 0, got {num_clips}")
     out_dir = Path(out_dir)
-    _claim_folder(out_dir, num_clips, overwrite)
+    claim_folder(out_dir, num_clips, overwrite, "TextShapes")
     out_dir.mkdir(parents=True, exist_ok=True)
     params = draw_clip_params(num_clips, seed, preset, num_segments, exclude)
     tasks = [(index, clip, preset, str(out_dir)) for index, clip in enumerate(params)]
-    if num_workers is None:
-        num_workers = min(MAX_DEFAULT_WORKERS, os.cpu_count() or 1)
-    num_workers = min(num_workers, num_clips)
-
-    progress = tqdm(total=num_clips, desc=f"writing {preset.name}", unit="clip")
-    with progress:
-        if num_workers > 1:
-            with multiprocessing.Pool(num_workers) as pool:
-                # imap keeps the clips in order; chunks amortise the inter-process traffic
-                rows = []
-                for row in pool.imap(_write_clip, tasks, chunksize=WRITER_CHUNK_SIZE):
-                    rows.append(row)
-                    progress.update()
-        else:
-            rows = []
-            for task in tasks:
-                rows.append(_write_clip(task))
-                progress.update()
-    with open(out_dir / METADATA_FILE, "w") as file:
-        for row in rows:
-            file.write(json.dumps(row) + "\n")
-    return out_dir
+    return write_clips(_write_clip, tasks, out_dir, num_workers, f"writing {preset.name}")
 
 
 def _describe_clips(rows: list[dict]) -> str:
@@ -744,7 +696,7 @@ def _holds_exactly(out_dir: Path, params: list[ClipParams], preset: TextShapesPr
                 f"{out_dir} holds a {METADATA_FILE} that is not TextShapes metadata, not the {asked}; remove it or "
                 "choose another folder (it is never overwritten)."
             ) from None
-        written_as = [row.get("file_name") for row in rows] == [_clip_file_name(i) for i in range(len(rows))]
+        written_as = [row.get("file_name") for row in rows] == [clip_file_name(i) for i in range(len(rows))]
         if not (existing == params and written_as and all(row.get("preset") == preset.name for row in rows)):
             raise ValueError(
                 f"{out_dir} holds other TextShapes clips than the {asked}: {_describe_clips(rows)}; remove it or "
