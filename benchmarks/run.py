@@ -13,6 +13,7 @@
     python benchmarks/run.py --only efficiency             # achieved FLOP/s against the fp32 and bf16 matmul peaks
     python benchmarks/run.py --only mmvg-scaling-resolution  # training step against tokens per frame (~1 min)
     python benchmarks/run.py --only peer                   # vs a token-by-token GPT with a KV cache (~1 min)
+    python benchmarks/run.py --only textcam-check          # the TextCam motion check on true clips (~2 min)
     python benchmarks/run.py --suite full                  # all of them
 
 Each table in RESULTS.md is replaced between its `<!-- name -->` markers and states the command
@@ -30,7 +31,7 @@ import torch
 from common import BENCHMARKS, ROOT, SUITES, WORK_DIR, write_section
 
 # One module per area; importing it registers its benchmarks.
-AREAS = ("bench_tvq", "bench_mmvg_speed", "bench_mmvg_quality", "bench_training", "bench_peer")
+AREAS = ("bench_data", "bench_tvq", "bench_mmvg_speed", "bench_mmvg_quality", "bench_training", "bench_peer")
 for area in AREAS:
     importlib.import_module(area)
 

@@ -684,7 +684,9 @@ class MMVGModel(MMVGPreTrainedModel):
     """
 
     def __init__(self, config: MMVGConfig):
-        check_model_size(config)  # impossible sizes are refused before anything is allocated
+        # impossible sizes are refused before anything is allocated (the estimate covers the whole
+        # MMVGForVideoCompletion, T-VQ included, which builds this first)
+        check_model_size(config)
         super().__init__(config)
         self.embeddings = MMVGEmbeddings(config)
         self.encoder = MMVGEncoder(config)
@@ -803,9 +805,8 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
     """
 
     def __init__(self, config: MMVGConfig):
-        check_model_size(config)  # impossible sizes are refused before anything is allocated
         super().__init__(config)
-        self.model = MMVGModel(config)
+        self.model = MMVGModel(config)  # built first: it refuses impossible sizes before anything is allocated
         self.tvq = TVQModel(config.tvq_config)
         self.tvq.requires_grad_(False)
         self.head = MMVGTokenHead(config)
@@ -858,7 +859,7 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
             )
         if not torch.isfinite(pixel_values_videos).all():
             raise ValueError("`pixel_values_videos` contains NaN or infinite values.")
-        low, high = pixel_values_videos.min().item(), pixel_values_videos.max().item()
+        low, high = (value.item() for value in torch.aminmax(pixel_values_videos))
         if low < -1 - PIXEL_RANGE_TOLERANCE or high > 1 + PIXEL_RANGE_TOLERANCE:
             raise ValueError(
                 f"`pixel_values_videos` must lie in [-1, 1] (uint8 value v as v / 127.5 - 1, as `MMVGProcessor` "
