@@ -14,6 +14,8 @@
     python benchmarks/run.py --only mmvg-scaling-resolution  # training step against tokens per frame (~1 min)
     python benchmarks/run.py --only peer                   # vs a token-by-token GPT with a KV cache (~1 min)
     python benchmarks/run.py --only textcam-check          # the TextCam motion check on true clips (~2 min)
+    python benchmarks/run.py --only tvq-textcam            # the TextCam T-VQ on held-out photos and carphone (~2 min)
+    python benchmarks/run.py --only tvq-textcam-ablations  # what makes natural content work (~60 min)
     python benchmarks/run.py --suite full                  # all of them
 
 Each table in RESULTS.md is replaced between its `<!-- name -->` markers and states the command
@@ -31,7 +33,8 @@ import torch
 from common import BENCHMARKS, ROOT, SUITES, WORK_DIR, write_section
 
 # One module per area; importing it registers its benchmarks.
-AREAS = ("bench_data", "bench_tvq", "bench_mmvg_speed", "bench_mmvg_quality", "bench_training", "bench_peer")
+AREAS = ("bench_data", "bench_tvq", "bench_mmvg_speed", "bench_mmvg_quality", "bench_training", "bench_peer",
+         "bench_tvq_natural")
 for area in AREAS:
     importlib.import_module(area)
 
@@ -44,6 +47,8 @@ def main() -> None:
                         help="trained MMVG for the quality benchmarks")
     parser.add_argument("--tvq", type=Path, default=ROOT / "checkpoints" / "tvq-textshapes-64x8",
                         help="the T-VQ that MMVG was trained on (its training clips are left out of held-out sets)")
+    parser.add_argument("--tvq-textcam", type=Path, default=ROOT / "checkpoints" / "tvq-textcam-64x8",
+                        help="the natural-content T-VQ of the tvq-textcam and tvq-rate-distortion benchmarks")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("extra", nargs="*", help="after --: extra arguments for the training script")
     args = parser.parse_args()

@@ -6,6 +6,17 @@ from huggingface_hub.dataclasses import strict
 from transformers import PretrainedConfig
 
 
+# The configurations of the committed T-VQ checkpoints, as fields that differ from the defaults
+# (`examples/run_tvq.py --config_preset NAME`; `--config_overrides` applies on top).
+TVQ_CONFIG_PRESETS: dict[str, dict] = {
+    # shapes on black: 4x4 tokens of 16x16 pixels, 512 codes (checkpoints/tvq-textshapes-64x8)
+    "textshapes-64x8": {},
+    # natural content: 8x8 tokens of 8x8 pixels, 1,024 codes, a wider full-resolution level
+    # (checkpoints/tvq-textcam-64x8)
+    "textcam-64x8": {"channel_multipliers": [1, 1, 2, 4], "hidden_channels": 32, "codebook_size": 1024},
+}
+
+
 @strict
 class TVQConfig(PretrainedConfig):
     r"""

@@ -65,12 +65,11 @@ def psnr(
     return 10 * torch.log10(data_range**2 / mse)  # mse == 0 gives inf
 
 
-def _gaussian_window(channels: int) -> torch.Tensor:
+def _gaussian_kernel() -> torch.Tensor:
+    """The 1-D Gaussian of SSIM's window (its 2-D window is the outer product of two of them)."""
     coords = torch.arange(SSIM_WINDOW, dtype=torch.float64) - (SSIM_WINDOW - 1) / 2
     kernel = torch.exp(-(coords**2) / (2 * SSIM_SIGMA**2))
-    kernel = kernel / kernel.sum()
-    window = torch.outer(kernel, kernel)
-    return window.expand(channels, 1, SSIM_WINDOW, SSIM_WINDOW).contiguous()
+    return kernel / kernel.sum()
 
 
 def ssim(
@@ -91,10 +90,13 @@ def ssim(
     # (..., T, H, W, C) -> (N, C, H, W) with N = batch x T
     x = prediction.reshape(-1, height, width, channels).permute(0, 3, 1, 2)
     y = target.reshape(-1, height, width, channels).permute(0, 3, 1, 2)
-    window = _gaussian_window(channels)
+    kernel = _gaussian_kernel()
+    rows = kernel.view(1, 1, SSIM_WINDOW, 1).expand(channels, 1, SSIM_WINDOW, 1)
+    columns = kernel.view(1, 1, 1, SSIM_WINDOW).expand(channels, 1, 1, SSIM_WINDOW)
 
     def blur(image: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(image, window, groups=channels)
+        # the separable window: along the columns, then along the rows (float64 depthwise 2-D convolutions are slow)
+        return F.conv2d(F.conv2d(image, rows, groups=channels), columns, groups=channels)
 
     mu_x, mu_y = blur(x), blur(y)
     var_x = blur(x * x) - mu_x**2

@@ -90,6 +90,25 @@ def random_frame_subsets(pixel_values: torch.Tensor, frames_per_clip: int) -> to
     return pixel_values[torch.arange(batch_size, device=device)[:, None], picks]
 
 
+# the six orders of the RGB channels
+CHANNEL_ORDERS = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
+
+
+def augment_clips(pixel_values: torch.Tensor) -> torch.Tensor:
+    """(B, T, 3, H, W) -> the same clips, each mirrored left-right with probability 1/2 and with its RGB channels in
+    one of their six orders, drawn uniformly from the global torch RNG (one draw per clip: all its frames alike, so
+    the motion and the frame order are kept). The colour orders teach a T-VQ trained on few photographs every hue
+    its training photos lack (without them it reconstructs unseen photographs with a colour cast)."""
+    batch_size, _, channels = pixel_values.shape[:3]
+    if channels != 3:
+        raise ValueError(f"augment_clips needs RGB clips (3 channels), got {channels}")
+    device = pixel_values.device
+    mirror = torch.rand(batch_size, device=device) < 0.5
+    orders = torch.tensor(CHANNEL_ORDERS, device=device)[torch.randint(len(CHANNEL_ORDERS), (batch_size,), device=device)]
+    pixel_values = torch.where(mirror[:, None, None, None, None], pixel_values.flip(-1), pixel_values)
+    return pixel_values.gather(2, orders[:, None, :, None, None].expand_as(pixel_values))
+
+
 @torch.no_grad()
 def temporal_order_accuracy(model: TVQModel, quantized_latents: torch.Tensor) -> tuple[int, int]:
     """Correct and total predictions of FC^T over every ordered pair (i, j), i != j, of each clip.
@@ -200,12 +219,14 @@ class TVQTrainer(AtomicSaveMixin, Trainer):
         discriminator: torch.nn.Module | None = None,
         discriminator_learning_rate: float | None = None,
         train_frames_per_clip: int | None = None,
+        augment: bool = False,
         **kwargs,
     ):
         if train_frames_per_clip is not None and train_frames_per_clip < 2:
             raise ValueError(f"train_frames_per_clip must be >= 2 (FC^T needs pairs), got {train_frames_per_clip}")
         super().__init__(*args, **kwargs)
         self.train_frames_per_clip = train_frames_per_clip
+        self.augment = augment
         config = self.model.config
         if perceptual_network is None and config.use_perceptual_loss:
             perceptual_network = build_perceptual_network(config)
@@ -235,6 +256,8 @@ class TVQTrainer(AtomicSaveMixin, Trainer):
             # resumed run fetches its first batch before restoring the RNG), so only a draw made at the step comes
             # from the RNG state a checkpoint restores, and a resumed run repeats the uninterrupted one exactly
             pixel_values = random_frame_subsets(pixel_values, self.train_frames_per_clip)
+        if model.training and self.augment:
+            pixel_values = augment_clips(pixel_values)
         active = self._adversarial_active() and model.training
         outputs = model(pixel_values=pixel_values)
         losses = generator_loss(

@@ -32,7 +32,7 @@ from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArg
 from transformers.trainer_utils import get_last_checkpoint
 
 from .checkpointing import STAGING_PREFIX
-from .configuration_tvq import TVQConfig
+from .configuration_tvq import TVQ_CONFIG_PRESETS, TVQConfig
 from .data.textshapes import (
     DEFAULT_PRESET,
     PRESETS,
@@ -41,7 +41,7 @@ from .data.textshapes import (
     get_preset,
     training_data_record,
 )
-from .data.video_folder import load_video_folder
+from .data.video_folder import DecodedClips, load_video_folder
 from .evaluation import save_task_grid
 from .hardware import bf16_is_fast
 from .hub import TRAINING_ARGS_FILE
@@ -258,11 +258,20 @@ class TVQDataArguments:
     train_frames_per_clip: int | None = field(
         default=2, metadata={"help": "random ordered frames of each clip per training step (None: all)"}
     )
+    augment: bool = field(
+        default=False, metadata={"help": "mirror and recolour (RGB channel order) every training clip at random"}
+    )
+    cache_frames: bool = field(
+        default=True, metadata={"help": "decode every training clip once and keep it in memory (else on the fly)"}
+    )
 
 
 @dataclass
 class TVQModelArguments:
     model_name_or_path: str | None = field(default=None, metadata={"help": "a T-VQ to start from"})
+    config_preset: str | None = field(
+        default=None, metadata={"help": f"a named config for a new T-VQ: {', '.join(TVQ_CONFIG_PRESETS)}"}
+    )
     config_overrides: str | None = field(
         default=None, metadata={"help": 'TVQConfig fields as JSON, e.g. \'{"codebook_size": 256}\''}
     )
@@ -290,8 +299,17 @@ TVQ_TRAINING_DEFAULTS = [
 
 
 def build_tvq_model(model_args: TVQModelArguments, resolution: int) -> TVQModel:
-    """The T-VQ to train: `model_name_or_path` (with the config overrides) or a new one for `resolution`px frames."""
+    """The T-VQ to train: `model_name_or_path` (with the config overrides) or a new one for `resolution`px frames (the
+    config preset's fields, then the overrides, over the defaults)."""
     overrides = json.loads(model_args.config_overrides) if model_args.config_overrides else {}
+    if model_args.config_preset is not None:
+        if model_args.config_preset not in TVQ_CONFIG_PRESETS:
+            raise ValueError(
+                f"unknown --config_preset {model_args.config_preset!r}; valid: {', '.join(TVQ_CONFIG_PRESETS)}"
+            )
+        if model_args.model_name_or_path:
+            raise ValueError("--config_preset builds a new T-VQ; with --model_name_or_path give --config_overrides")
+        overrides = {**TVQ_CONFIG_PRESETS[model_args.config_preset], **overrides}
     if model_args.model_name_or_path:
         return TVQModel.from_pretrained(model_args.model_name_or_path, **overrides)
     if overrides.setdefault("image_size", resolution) != resolution:
@@ -328,6 +346,8 @@ def train_tvq(argv: list[str] | None = None, callbacks: list[TrainerCallback] | 
     num_frames, resolution = splits.num_frames, splits.resolution
     load = dict(num_frames=num_frames, resolution=resolution, stride=data_args.frame_stride)
     train_dataset = load_video_folder(splits.train_dir, clips_per_video=data_args.clips_per_video, **load)
+    if data_args.cache_frames:
+        train_dataset = DecodedClips(train_dataset)
     eval_dataset = load_video_folder(splits.eval_dir, clips_per_video=data_args.clips_per_video, **load)
     video_processor = MMVGVideoProcessor(size={"height": resolution, "width": resolution}, num_frames=num_frames)
     model = build_tvq_model(model_args, resolution)
@@ -343,6 +363,7 @@ def train_tvq(argv: list[str] | None = None, callbacks: list[TrainerCallback] | 
         processing_class=video_processor,  # saved with the model and every checkpoint
         discriminator_learning_rate=model_args.discriminator_learning_rate,
         train_frames_per_clip=data_args.train_frames_per_clip,
+        augment=data_args.augment,
     )
     metrics = _train_save_and_evaluate(trainer, output_dir)
     config = model.config

@@ -43,7 +43,7 @@ from ..video_io import (
     sample_frame_indices,
 )
 
-__all__ = ["VideoFolderError", "BadVideoReport", "load_video_folder", "resize_center_crop"]
+__all__ = ["BadVideoReport", "DecodedClips", "VideoFolderError", "load_video_folder", "resize_center_crop"]
 
 logger = logging.getLogger(__name__)
 
@@ -240,3 +240,36 @@ def load_video_folder(
 
     rows.set_transform(decode)
     return rows
+
+
+class DecodedClips(torch.utils.data.Dataset):
+    """Every clip of a `load_video_folder` data set decoded once and held in memory as one uint8 tensor
+    (N, T, C, H, W): N * T * C * H * W bytes (2,000 clips of 8 frames at 64x64: 197 MB). Rows are
+    `{"frames": (T, C, H, W), "text": str}`. Decoding an mp4 clip costs more than a small model's training step on a
+    CPU, so a T-VQ run that reads its clips many times decodes them once.
+
+    Raises:
+        ValueError: the frames would take more than `max_bytes` (None: no limit).
+    """
+
+    def __init__(self, dataset: datasets.Dataset, max_bytes: int | None = 8 * 2**30):
+        num_clips = len(dataset)
+        if num_clips == 0:
+            raise ValueError("DecodedClips needs a non-empty data set")
+        first = dataset[0]["frames"]
+        needed = num_clips * first.numel()
+        if max_bytes is not None and needed > max_bytes:
+            raise ValueError(
+                f"holding the {num_clips} decoded clips in memory takes {needed / 2**30:.1f} GiB, more than "
+                f"{max_bytes / 2**30:.1f} GiB; decode them on the fly instead (--cache_frames False)"
+            )
+        self.frames = torch.empty((num_clips, *first.shape), dtype=torch.uint8)
+        self.texts = list(dataset["text"])
+        for index in tqdm(range(num_clips), desc="decoding clips into memory", unit="clip", disable=num_clips < 200):
+            self.frames[index] = dataset[index]["frames"]
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"frames": self.frames[index], "text": self.texts[index]}

