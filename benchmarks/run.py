@@ -16,6 +16,7 @@
     python benchmarks/run.py --only textcam-check          # the TextCam motion check on true clips (~2 min)
     python benchmarks/run.py --only tvq-textcam            # the TextCam T-VQ on held-out photos and carphone (~2 min)
     python benchmarks/run.py --only tvq-textcam-ablations  # what makes natural content work (~60 min)
+    python benchmarks/run.py --only tvq-rate-distortion    # the TextCam T-VQ against H.264 at matched bpp (~2 min)
     python benchmarks/run.py --suite full                  # all of them
 
 Each table in RESULTS.md is replaced between its `<!-- name -->` markers and states the command
@@ -34,7 +35,7 @@ from common import BENCHMARKS, ROOT, SUITES, WORK_DIR, write_section
 
 # One module per area; importing it registers its benchmarks.
 AREAS = ("bench_data", "bench_tvq", "bench_mmvg_speed", "bench_mmvg_quality", "bench_training", "bench_peer",
-         "bench_tvq_natural")
+         "bench_tvq_natural", "bench_rate_distortion")
 for area in AREAS:
     importlib.import_module(area)
 

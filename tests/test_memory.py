@@ -42,7 +42,8 @@ def tiny_inputs(config, batch_size):
 
 @pytest.mark.parametrize(
     "overrides",
-    [dict(), dict(use_previous_frame_input=False, num_encoder_layers=0), dict(window_size=[2, 4, 4], num_frames=5)],
+    [dict(), dict(use_previous_frame_input=False, num_encoder_layers=0), dict(window_size=[2, 4, 4], num_frames=5),
+     dict(previous_frame_radius=1)],
 )
 def test_parameter_counts_match_the_model(overrides):
     model = MMVGForVideoCompletion(tiny_config(**overrides))

@@ -43,6 +43,10 @@ class MMVGConfig(PreTrainedConfig):
             `(min(4, num_frames), h, w)`. The decoder's cost grows linearly with `num_frames` at a fixed window.
         use_previous_frame_input (`bool`, defaults to `True`): the decoder input at token (t, i) also embeds token
             (t - 1, i) when it is known, so copying the previous frame (most of motion) is the starting point.
+        previous_frame_radius (`int`, defaults to 0): with `use_previous_frame_input`, 0 embeds that one token;
+            r >= 1 embeds the (2r + 1) x (2r + 1) tokens of frame t - 1 around it, each offset with its own weights
+            (a code vector and a "known" flag per offset, zeros off the grid), so a camera pan of up to r tokens a
+            frame is a copy from a fixed offset, which the caption selects (TextCam).
         dropout (`float`, defaults to 0.0), layer_norm_eps (`float`, defaults to 1e-5),
         initializer_range (`float`, defaults to 0.02).
 
@@ -96,6 +100,7 @@ class MMVGConfig(PreTrainedConfig):
     num_decoder_layers: int = 4
     window_size: list[int] | tuple[int, ...] | None = None
     use_previous_frame_input: bool = True
+    previous_frame_radius: int = 0
     dropout: float | int = 0.0
     layer_norm_eps: float = 1e-5
     initializer_range: float = 0.02
@@ -157,6 +162,11 @@ class MMVGConfig(PreTrainedConfig):
                 raise ValueError(f"`{name}` must be a positive integer, got {getattr(self, name)}.")
         if self.num_encoder_layers < 0:
             raise ValueError(f"`num_encoder_layers` must be >= 0, got {self.num_encoder_layers}.")
+        if self.previous_frame_radius < 0 or (self.previous_frame_radius and not self.use_previous_frame_input):
+            raise ValueError(
+                f"`previous_frame_radius` must be >= 0, and needs `use_previous_frame_input`; got "
+                f"{self.previous_frame_radius} with use_previous_frame_input={self.use_previous_frame_input}."
+            )
         if self.image_size != self.tvq_config.image_size:
             raise ValueError(
                 f"`image_size` ({self.image_size}) must equal the T-VQ's `tvq_config.image_size` "

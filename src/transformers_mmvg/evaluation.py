@@ -1,5 +1,6 @@
-"""Completion quality on held-out TextShapes clips: caption following, centroid error, PSNR and SSIM, for MMVG and
-for the baselines (copy the nearest given frame; blend the two given frames for infilling).
+"""Completion quality on held-out TextShapes or TextCam clips: caption following, centroid error (TextShapes), PSNR
+and SSIM, for MMVG and for the baselines (copy the nearest given frame; blend the two given frames for infilling;
+on TextCam, warp the nearest given frame as the caption says the camera moves).
 
     results = evaluate_completion(model, processor, clips, tasks=("prediction", "rewind", "infilling"))
     results["prediction"]["mmvg"]["caption_following"]   # share of clips whose motion matches the caption
@@ -7,9 +8,10 @@ for the baselines (copy the nearest given frame; blend the two given frames for 
 Centroid error, PSNR and SSIM are measured on the generated frames only (not the given ones, which come back
 exactly); caption following reads the motion of the whole clip.
 
-`clips` are rows of a TextShapes video folder (`load_video_folder`): `frames` uint8 (N, C, H, W), `text`, and the
-metadata `shape`, `color`, `directions`, `positions`, `preset`. Infilling is scored on two-segment clips only, where
-the two end frames do not tell the path and only the caption does (TEXTSHAPES.md).
+`clips` are rows of a TextShapes or TextCam video folder (`load_video_folder`): `frames` uint8 (N, C, H, W), `text`,
+`preset`, and the metadata `shape`, `color`, `directions`, `positions` (TextShapes) or `motions`, `windows`
+(TextCam), which also tell the domain. Infilling is scored on two-segment clips only, where the two end frames do
+not tell the path and only the caption does (TEXTSHAPES.md, TEXTCAM.md).
 """
 
 from __future__ import annotations
@@ -18,15 +20,26 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
 
+from .data import textcam
 from .data.textshapes import centroid_error, format_caption, get_preset, trajectory
 from .masking import TASKS, given_mask_from_indices, task_given_indices
 from .pipeline_video_completion import VideoCompletionPipeline
 from .metrics import caption_following, psnr, ssim
 from .visualization import save_video_grid
 
-METHODS = ("mmvg", "mmvg_empty_text", "copy_frame", "linear_blend")
+METHODS = ("mmvg", "mmvg_empty_text", "copy_frame", "linear_blend", "camera_warp")
+
+
+def is_textcam(row: dict) -> bool:
+    """Whether a clip's row is TextCam's (camera `motions`) rather than TextShapes' (object `directions`)."""
+    return "motions" in row
+
+
+def _segments(row: dict) -> list[str]:
+    return list(row["motions"] if is_textcam(row) else row["directions"])
 
 
 def copy_frame_baseline(frames: torch.Tensor, given_mask: torch.Tensor) -> torch.Tensor:
@@ -53,6 +66,35 @@ def linear_blend_baseline(frames: torch.Tensor, given_mask: torch.Tensor) -> tor
                 weight = (frame - left) / (right - left)
                 output[row, frame] = (1 - weight) * frames[row, left].float() + weight * frames[row, right].float()
     return output.round().to(frames.dtype) if not frames.dtype.is_floating_point else output
+
+
+def camera_warp_baseline(frames: torch.Tensor, given_mask: torch.Tensor, rows: Sequence[dict], preset: str) -> torch.Tensor:
+    """TextCam's hand-written baseline: it reads the caption and moves the camera over the nearest given frame.
+
+    Frame k's window relative to the given frame g's follows from the caption alone (`textcam.window_schedule`: pans
+    of V photo pixels, zooms by Z per step); frame k is that window of frame g, resized to R x R (bicubic), with g's
+    edge pixels repeated where the window leaves it. It knows the motion but cannot invent what enters the frame.
+    frames uint8 (B, N, C, R, R), given_mask (B, N) bool, `rows` the clips' rows (their `motions`)."""
+    spec = textcam.get_preset(preset)
+    output = copy_frame_baseline(frames, given_mask)
+    resolution = frames.shape[-1]
+    for row, (given, metadata) in enumerate(zip(given_mask, rows)):
+        windows = textcam.window_schedule(_segments(metadata), spec)
+        indices = given.nonzero().flatten()
+        for frame in range(frames.shape[1]):
+            if given[frame]:
+                continue
+            source = int(indices[(indices - frame).abs().argmin()])
+            scale = resolution / windows[source, 2]  # frame pixels per photo pixel in the given frame
+            cx = (windows[frame, 0] - windows[source, 0]) * scale + resolution / 2
+            cy = (windows[frame, 1] - windows[source, 1]) * scale + resolution / 2
+            half = windows[frame, 2] * scale / 2
+            box = np.array([cx - half, cy - half, cx + half, cy + half])
+            pad = int(np.ceil(max(0.0, -box.min(), box.max() - resolution))) + 1
+            image = np.pad(frames[row, source].permute(1, 2, 0).numpy(), ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+            warped = Image.fromarray(image).resize((resolution, resolution), Image.Resampling.BICUBIC, box=tuple(box + pad))
+            output[row, frame] = torch.from_numpy(np.array(warped)).permute(2, 0, 1)
+    return output
 
 
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
@@ -93,8 +135,9 @@ def _metadata(row: dict) -> dict:
 def score_clips(
     generated: np.ndarray, rows: Sequence[dict], preset: str, given_indices: Sequence[int] | None = None
 ) -> dict[str, float]:
-    """Caption following (TEXTSHAPES.md check), mean centroid error (px), PSNR and SSIM of generated uint8 clips
-    (B, N, H, W, C) against the true clips in `rows`.
+    """Caption following (the TEXTSHAPES.md or TEXTCAM.md check, by the rows' domain), mean centroid error (px,
+    TextShapes only; NaN on TextCam), PSNR and SSIM of generated uint8 clips (B, N, H, W, C) against the true clips
+    in `rows`.
 
     Caption following reads the motion of the whole clip (the given frames are where it starts or ends). Centroid
     error, PSNR and SSIM are measured on the generated frames only, the frames not in `given_indices` (all frames
@@ -105,15 +148,21 @@ def score_clips(
     scored = [frame for frame in range(num_frames) if given_indices is None or frame not in set(given_indices)]
     if not scored:
         raise ValueError(f"every frame is given ({list(given_indices)}): no generated frame to score")
-    metadata = [_metadata(row) for row in rows]
-    following = caption_following(generated, metadata, preset)
-    errors = [
-        centroid_error(video[scored], {**reference, "positions": np.asarray(reference["positions"])[scored]}, preset)
-        for video, reference in zip(generated, metadata)
-    ]
-    finite = [error for error in errors if np.isfinite(error)]
+    if is_textcam(rows[0]):
+        follows = [textcam.caption_check(video, _segments(row), preset).follows for video, row in zip(generated, rows)]
+        accuracy, finite = float(np.mean(follows)), []
+    else:
+        metadata = [_metadata(row) for row in rows]
+        accuracy = caption_following(generated, metadata, preset)["accuracy"]
+        errors = [
+            centroid_error(
+                video[scored], {**reference, "positions": np.asarray(reference["positions"])[scored]}, preset
+            )
+            for video, reference in zip(generated, metadata)
+        ]
+        finite = [error for error in errors if np.isfinite(error)]
     return {
-        "caption_following": following["accuracy"],
+        "caption_following": accuracy,
         "centroid_error": float(np.mean(finite)) if finite else float("nan"),
         "psnr": float(psnr(generated[:, scored], truth[:, scored]).clamp(max=100).mean()),
         "ssim": float(ssim(generated[:, scored], truth[:, scored]).mean()),
@@ -125,7 +174,7 @@ def score_clips(
 def task_rows(rows: Sequence[dict], task: str) -> list[dict]:
     """The clips a task is scored on: two-segment clips for infilling, all clips otherwise."""
     if task == "infilling":
-        return [row for row in rows if len(row["directions"]) == 2]
+        return [row for row in rows if len(_segments(row)) == 2]
     return list(rows)
 
 
@@ -170,7 +219,7 @@ def evaluate_completion(
 ) -> dict[str, dict[str, dict[str, float]]]:
     """`{task: {method: scores}}` for the named tasks (see `score_clips` for the scores). Methods: `mmvg`,
     `mmvg_empty_text` (the same model and frames, empty prompts: the text-free control), `copy_frame`,
-    `linear_blend` (infilling only)."""
+    `linear_blend` (infilling only), `camera_warp` (TextCam only)."""
     unknown = [method for method in methods if method not in METHODS]
     if unknown:
         raise ValueError(f"Unknown methods {unknown}; choose from {METHODS}.")
@@ -190,12 +239,18 @@ def evaluate_completion(
                     **complete_kwargs,
                 )
             else:
-                if method == "linear_blend" and task != "infilling":
+                if (method == "linear_blend" and task != "infilling") or (
+                    method == "camera_warp" and not is_textcam(selected[0])
+                ):
                     continue
                 frames = torch.stack([torch.as_tensor(np.asarray(row["frames"])) for row in selected])
                 given = given_mask_from_indices(indices, num_frames)[None].expand(len(selected), -1)
-                baseline = copy_frame_baseline if method == "copy_frame" else linear_blend_baseline
-                generated = baseline(frames, given).permute(0, 1, 3, 4, 2).numpy()
+                if method == "camera_warp":
+                    generated = camera_warp_baseline(frames, given, selected, preset)
+                else:
+                    baseline = copy_frame_baseline if method == "copy_frame" else linear_blend_baseline
+                    generated = baseline(frames, given)
+                generated = generated.permute(0, 1, 3, 4, 2).numpy()
             results[task][method] = score_clips(generated, selected, preset, indices)
     return results
 
@@ -221,6 +276,10 @@ def save_task_grid(model, processor, rows: Sequence[dict], path, scale: int = 2,
     return save_video_grid(videos, path, labels=labels, scale=scale, highlight=highlights)
 
 
+def _number(value: float) -> str:
+    return "-" if np.isnan(value) else f"{value:.2f}"
+
+
 def results_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
     """A markdown table of `evaluate_completion` results. Centroid error, PSNR and SSIM are of the generated frames
     only (the columns say so); caption following reads the whole clip."""
@@ -233,17 +292,19 @@ def results_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
         for method, scores in methods.items():
             lines.append(
                 f"| {task} | {method} | {scores['num_clips']} | {100 * scores['caption_following']:.1f}% | "
-                f"{scores['centroid_error']:.2f} | {scores['psnr']:.2f} | {scores['ssim']:.3f} |"
+                f"{_number(scores['centroid_error'])} | {scores['psnr']:.2f} | {scores['ssim']:.3f} |"
             )
     return "\n".join(lines)
 
 
 __all__ = [
     "METHODS",
+    "camera_warp_baseline",
     "complete_rows",
     "copy_frame_baseline",
     "counterfactual_rows",
     "evaluate_completion",
+    "is_textcam",
     "linear_blend_baseline",
     "results_table",
     "save_task_grid",

@@ -27,6 +27,13 @@ _CGROUP_ROOT = Path("/sys/fs/cgroup")
 # -- what the device has ---------------------------------------------------------------------------------------------
 
 
+def _previous_frame_features(config) -> int:
+    """Inputs of the decoder's previous-frame projection: one code vector, or a code vector and a known flag for each
+    of the (2r + 1)^2 offsets."""
+    radius, code_dim = config.previous_frame_radius, config.tvq_config.codebook_dim
+    return code_dim if radius == 0 else (2 * radius + 1) ** 2 * (code_dim + 1)
+
+
 def _read_proc_meminfo_available() -> int | None:
     try:
         with open("/proc/meminfo") as meminfo:
@@ -119,7 +126,8 @@ def mmvg_parameter_counts(config: MMVGConfig) -> tuple[int, int]:
     trainable = (
         config.text_vocab_size * config.text_embedding_size + linear(config.text_embedding_size, hidden)
         + (config.max_text_length + 2 + config.num_frames + config.tokens_per_frame) * hidden
-        + (3 if config.use_previous_frame_input else 2) * linear(code_dim, hidden)  # LP^v, decoder inputs
+        + 2 * linear(code_dim, hidden)  # LP^v, decoder inputs
+        + (linear(_previous_frame_features(config), hidden) if config.use_previous_frame_input else 0)
         + 4 * hidden  # [SPAN], [MASK], previous [MASK], "no previous frame"
         + config.num_encoder_layers * encoder_layer + config.num_decoder_layers * decoder_layer
         + 2 * 2 * hidden + linear(hidden, code_dim) + linear(hidden, config.codebook_size)

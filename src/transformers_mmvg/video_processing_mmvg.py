@@ -12,12 +12,19 @@ from transformers.image_processing_utils import BatchFeature
 from transformers.image_utils import PILImageResampling, infer_channel_dimension_format
 from transformers.utils import logging
 from transformers.video_processing_utils import BaseVideoProcessor
+from transformers.processing_utils import VideosKwargs
 from transformers.video_utils import VideoInput, VideoMetadata, make_batched_videos
 
 from .video_io import VideoTooShortError, sample_frame_indices
 
 
 logger = logging.get_logger(__name__)
+
+
+class MMVGVideoProcessorKwargs(VideosKwargs, total=False):
+    """`VideosKwargs` and MMVG's own setting: `photo_crop_fraction` (see `MMVGVideoProcessor`)."""
+
+    photo_crop_fraction: float
 
 
 class MMVGVideoProcessor(BaseVideoProcessor):
@@ -45,9 +52,16 @@ class MMVGVideoProcessor(BaseVideoProcessor):
 
     Output: a [`~transformers.BatchFeature`] with `pixel_values_videos`, float32 of shape
     (batch_size, num_frames, 3, height, width).
+
+    `photo_crop_fraction` (default 1.0) frames a photograph given to the completion pipeline as the model's training
+    frames framed theirs: the pipeline takes the centre square of this fraction of a photo's shorter side before
+    resizing it (an image of exactly the model's size is a frame and is used whole). A TextCam model's processor
+    has 0.5: its frames show a window of half the photo's shorter side (TEXTCAM.md: W / P = 128 / 256).
     """
 
     model_input_names = ["pixel_values_videos"]
+    valid_kwargs = MMVGVideoProcessorKwargs
+    photo_crop_fraction = 1.0
 
     size = {"height": 64, "width": 64}
     num_frames = 8
@@ -124,6 +138,7 @@ class MMVGVideoProcessor(BaseVideoProcessor):
         return prepared
 
     def _preprocess(self, videos: list[torch.Tensor], return_tensors=None, **kwargs) -> BatchFeature:
+        kwargs.pop("photo_crop_fraction", None)  # the pipeline's framing of photos, not a step of preprocessing
         frame_counts = sorted({video.shape[0] for video in videos})
         if return_tensors is not None and len(frame_counts) > 1:
             raise ValueError(

@@ -1,0 +1,67 @@
+"""The decoder's previous-frame neighbourhood (`MMVGConfig.previous_frame_radius`, issue 17): what each offset
+carries, and that a model built with it trains and decodes in both modes."""
+
+import pytest
+import torch
+
+from transformers_mmvg import MMVGConfig
+from transformers_mmvg.modeling_mmvg import previous_neighbourhood
+
+
+def test_each_offset_carries_the_neighbouring_code_and_its_known_flag():
+    # one clip, one frame, a 3x3 grid; code of position (r, c) is the scalar 10 * r + c + 1
+    codes = (10 * torch.arange(3.0)[:, None] + torch.arange(3.0) + 1).view(1, 1, 3, 3, 1)
+    known = torch.ones(1, 1, 3, 3, dtype=torch.bool)
+    known[0, 0, 0, 1] = False  # (0, 1) is masked
+    features = previous_neighbourhood(codes, known, radius=1)
+    assert features.shape == (1, 1, 3, 3, 9 * 2)
+    offsets = features[0, 0].view(3, 3, 9, 2)  # (row, column, offset, [code, known])
+    # at the centre (1, 1): offset k is (dy, dx) = (k // 3 - 1, k % 3 - 1); the masked (0, 1) gives zeros
+    assert offsets[1, 1, :, 0].tolist() == [1.0, 0.0, 3.0, 11.0, 12.0, 13.0, 21.0, 22.0, 23.0]
+    assert offsets[1, 1, :, 1].tolist() == [1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    # at the corner (0, 0): the offsets off the grid are zeros, code and flag
+    assert offsets[0, 0, :, 0].tolist() == [0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 11.0, 12.0]
+    assert offsets[0, 0, :, 1].tolist() == [0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0]
+
+
+def test_radius_needs_the_previous_frame_input():
+    with pytest.raises(ValueError, match="previous_frame_radius"):
+        MMVGConfig(previous_frame_radius=1, use_previous_frame_input=False)
+    with pytest.raises(ValueError, match="previous_frame_radius"):
+        MMVGConfig(previous_frame_radius=-1)
+
+
+def test_one_frames_inputs_equal_that_frame_of_the_whole_clips():
+    # autoregressive decoding embeds one frame at a time: it must see what the parallel path sees
+    from tiny_models import tiny_model
+
+    model = tiny_model(previous_frame_radius=1)
+    embeddings = model.model.embeddings
+    generator = torch.Generator().manual_seed(0)
+    token_ids = torch.randint(0, 32, (2, 6, 4, 4), generator=generator)
+    known = torch.rand(2, 6, 4, 4, generator=generator) < 0.5
+    whole = embeddings.decoder_inputs(token_ids, known).view(2, 6, 16, -1)
+    for frame in range(6):
+        assert torch.allclose(embeddings.decoder_inputs(token_ids, known, frame_index=frame)[:, :16], whole[:, frame])
+
+
+@pytest.mark.parametrize("decoding", ["parallel", "autoregressive"])
+def test_a_model_with_a_neighbourhood_trains_and_completes(decoding):
+    from tiny_models import tiny_model, tiny_processor
+
+    model = tiny_model(previous_frame_radius=1)
+    processor = tiny_processor()
+    pixels = torch.rand(2, 6, 3, 16, 16) * 2 - 1
+    text = processor(text=["the camera pans left", "the camera zooms in"], return_tensors="pt")
+    model.train()
+    inputs = model.draw_training_masks(text["input_ids"], text["attention_mask"], pixel_values_videos=pixels,
+                                       generator=torch.Generator().manual_seed(0))
+    loss = model(**inputs).loss
+    loss.backward()
+    assert torch.isfinite(loss) and model.model.embeddings.previous_token_projection.weight.grad.abs().sum() > 0
+    model.eval()
+    given = torch.zeros(2, 6, dtype=torch.bool)
+    given[:, 0] = True
+    result = model.complete(text["input_ids"], text["attention_mask"], pixels, given, decoding=decoding,
+                            num_inference_steps=3, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(result.frames[given], pixels[given])
