@@ -16,6 +16,7 @@
     python benchmarks/run.py --only textcam-check          # the TextCam motion check on true clips (~2 min)
     python benchmarks/run.py --only tvq-textcam            # the TextCam T-VQ on held-out photos and carphone (~2 min)
     python benchmarks/run.py --only tvq-textcam-ablations  # what makes natural content work (~60 min)
+    python benchmarks/run.py --only tvq-textcam-augmentation  # the checkpoint's recipe without augmentation (~1 h)
     python benchmarks/run.py --only tvq-rate-distortion    # the TextCam T-VQ against H.264 at matched bpp (~2 min)
     python benchmarks/run.py --suite full                  # all of them
 
