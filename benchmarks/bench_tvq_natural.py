@@ -219,3 +219,26 @@ def tvq_textcam_augmentation(args: argparse.Namespace, steps: int = 4000) -> str
     )
     command = "python benchmarks/run.py --only tvq-textcam-augmentation"
     return body + header("tvq-textcam-augmentation", command) + "\n" + "\n".join(table) + "\n"
+
+
+@benchmark("textcam-baselines")
+def textcam_baselines(args: argparse.Namespace) -> str:
+    """The stage-2 baselines on the held-out TextCam clips: copy the nearest given frame, blend the two given frames
+    (infilling), and the camera warp that reads the caption (`evaluation.camera_warp_baseline`)."""
+    from transformers_mmvg.data.video_folder import load_video_folder
+    from transformers_mmvg.evaluation import evaluate_completion, results_table
+
+    dataset = load_video_folder(held_out_textcam(WORK_DIR / "textcam-tvq"), num_frames=8, resolution=64)
+    rows = [dataset[index] for index in range(len(dataset))]
+    results = evaluate_completion(None, None, rows, methods=("copy_frame", "linear_blend", "camera_warp"))
+    body = (
+        f"## TextCam stage-2 baselines on the {len(rows)} held-out clips (chelsea.png, rocket.jpg)\n\n"
+        "What a completion of the held-out TextCam clips is measured against: copying the nearest given frame, the "
+        "linear cross-fade of the two given frames (infilling), and the camera warp, which reads the caption, moves "
+        "the window over the nearest given frame as the caption says and repeats its edge where the window leaves "
+        "it (it knows the motion, it cannot invent what enters). Infilling is scored on the two-motion clips. PSNR "
+        "and SSIM of the generated frames only; caption following by the TextCam motion check. The T-VQ's own round "
+        "trip of the true clips (tvq-textcam) is the ceiling of any model that outputs its tokens.\n\n"
+    )
+    command = "python benchmarks/run.py --only textcam-baselines"
+    return body + header("textcam-baselines", command) + "\n" + results_table(results) + "\n"

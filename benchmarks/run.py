@@ -18,6 +18,7 @@
     python benchmarks/run.py --only tvq-textcam-ablations  # what makes natural content work (~60 min)
     python benchmarks/run.py --only tvq-textcam-augmentation  # the checkpoint's recipe without augmentation (~1 h)
     python benchmarks/run.py --only tvq-rate-distortion    # the TextCam T-VQ against H.264 at matched bpp (~2 min)
+    python benchmarks/run.py --only textcam-baselines      # copy / blend / camera-warp baselines on held-out TextCam (~2 min)
     python benchmarks/run.py --suite full                  # all of them
 
 Each table in RESULTS.md is replaced between its `<!-- name -->` markers and states the command
