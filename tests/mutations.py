@@ -103,6 +103,22 @@ MUTATIONS = (
         replacement="            if not math.isfinite(value):\n",
         tests=("tests/test_refusals.py",),
     ),
+    Mutation(
+        name="held-out-photos-gathered",
+        claim="the TextCam T-VQ never trains on the held-out photos (issue 16)",
+        path="src/transformers_mmvg/data/photos.py",
+        anchor='    photos = {path.name: ("scikit-image", path) for path in default_photo_paths("train")}\n',
+        replacement='    photos = {path.name: ("scikit-image", path) for path in default_photo_paths("all")}\n',
+        tests=("tests/test_natural_tvq.py",),
+    ),
+    Mutation(
+        name="augmentation-reverses-time",
+        claim="augmentation mirrors and recolours whole clips, so the motion and the frame order are kept (issue 16)",
+        path="src/transformers_mmvg/trainer_tvq.py",
+        anchor="pixel_values.flip(-1), pixel_values)",
+        replacement="pixel_values.flip(1), pixel_values)",  # mirrored in time: the frames reversed
+        tests=("tests/test_natural_tvq.py",),
+    ),
 )
 
 
