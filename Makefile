@@ -7,6 +7,7 @@
 #   make test-min-versions   the committed checkpoints and the pipeline under the lowest supported transformers
 #   make test-transformers-common   transformers' own common model tests (ModelTesterMixin) on tiny T-VQ and MMVG
 #   make tvq-textcam   re-make the natural-content T-VQ of checkpoints/tvq-textcam-64x8 (about an hour on 2 cores)
+#   make mmvg-textcam  re-make the TextCam MMVG of checkpoints/mmvg-textcam-64x8 (about two hours on 2 cores)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -17,8 +18,8 @@ MIN_PY    := $(MIN_VENV)/bin/python
 MIN_STAMP := $(MIN_VENV)/.installed
 TRANSFORMERS_FLOOR := $(shell sed -n 's/^ *"transformers>=\([0-9][0-9.]*\).*/\1/p' pyproject.toml)
 
-.PHONY: demo demo-from-scratch test test-slow mutations test-min-versions test-transformers-common tvq-textcam install \
-	clean
+.PHONY: demo demo-from-scratch test test-slow mutations test-min-versions test-transformers-common tvq-textcam \
+	mmvg-textcam install clean
 
 # Built from scratch whenever pyproject.toml changes: a dependency dropped from it must not stay installed from an
 # earlier build and hide a missing install step.
@@ -81,6 +82,19 @@ tvq-textcam: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) examples/run_tvq.py --train_dir $(TVQ_TEXTCAM)/train --eval_dir $(TVQ_TEXTCAM)/held_out \
 		--num_frames 8 --resolution 64 --config_preset textcam-64x8 --augment True --max_steps 4000 \
 		--logging_steps 50 --save_strategy no --disable_tqdm True --output_dir $(TVQ_TEXTCAM)/model
+
+# The TextCam MMVG (checkpoints/README.md): 8,000 TextCam clips over the gathered photos and 200 of the held-out
+# photos (written by run_mmvg.py's --preset textcam-64x8), the committed natural-content T-VQ frozen, tokens cached.
+MMVG_TEXTCAM := outputs/mmvg-textcam
+MMVG_TEXTCAM_CONFIG := {"hidden_size": 128, "num_attention_heads": 4, "intermediate_size": 512, \
+	"num_encoder_layers": 1, "num_decoder_layers": 3, "window_size": [2, 8, 8], "previous_frame_radius": 1, \
+	"task_masking_probability": 0.7}
+mmvg-textcam: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) examples/run_mmvg.py --tvq_path checkpoints/tvq-textcam-64x8 --preset textcam-64x8 \
+		--data_dir $(MMVG_TEXTCAM)/data --num_train_clips 8000 --num_eval_clips 200 \
+		--config_overrides '$(MMVG_TEXTCAM_CONFIG)' --per_device_train_batch_size 16 --learning_rate 1e-3 \
+		--warmup_steps 200 --max_steps 3600 --eval_strategy steps --eval_steps 600 --save_steps 600 \
+		--logging_steps 50 --num_completion_eval_clips 48 --disable_tqdm True --output_dir $(MMVG_TEXTCAM)/model
 
 clean:
 	rm -rf $(VENV) $(MIN_VENV) outputs build *.egg-info src/*.egg-info

@@ -27,19 +27,30 @@ def _relative(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
-def _trained_mmvg(args: argparse.Namespace):
+def _trained_mmvg(path: Path):
     from transformers import pipeline
 
     from transformers_mmvg.pipeline_video_completion import TASK_NAME
 
-    pipe = pipeline(TASK_NAME, model=str(args.mmvg))
+    pipe = pipeline(TASK_NAME, model=str(path))
     return pipe.model.eval(), pipe.processor
 
 
-@benchmark("mmvg-quality")
-def mmvg_quality(args: argparse.Namespace) -> str:
-    """Completion quality of the trained MMVG on 200 held-out TextShapes clips: the three tasks with both decoding
-    modes, the text-free control and the baselines; K = 1..4 given frames; and the counterfactual caption check."""
+def _held_out_textcam_rows(num_clips: int = 200, seed: int = 2) -> list[dict]:
+    """The demo's held-out TextCam clips (the held-out photos, seed 2)."""
+    from transformers_mmvg.data.textcam import write_textcam
+    from transformers_mmvg.data.video_folder import load_video_folder
+
+    folder = WORK_DIR / f"textcam-held-out-{num_clips}-seed{seed}"
+    if not (folder / "metadata.jsonl").is_file():
+        write_textcam(folder, "textcam-64x8", num_clips, seed, split="held_out", overwrite=True)
+    dataset = load_video_folder(folder, num_frames=8, resolution=64)
+    return [dataset[index] for index in range(len(dataset))]
+
+
+def _quality_tables(model, processor, rows: list[dict], preset: str) -> str:
+    """The three tasks in both decoding modes with the control, the ceiling and the baselines; K = 1..4 given frames;
+    and the counterfactual caption check: three markdown tables."""
     from transformers_mmvg.evaluation import (
         METHODS,
         complete_rows,
@@ -50,13 +61,11 @@ def mmvg_quality(args: argparse.Namespace) -> str:
     )
     from transformers_mmvg.masking import task_given_indices
 
-    model, processor = _trained_mmvg(args)
-    rows = _held_out_rows(args)
     greedy = dict(num_inference_steps=12, temperature=0.0)
-    parallel = evaluate_completion(model, processor, rows, methods=METHODS, decoding="parallel", progress=True,
-                                   **greedy)
-    autoregressive = evaluate_completion(model, processor, rows, decoding="autoregressive", temperature=0.0,
-                                         progress=True)
+    parallel = evaluate_completion(model, processor, rows, methods=METHODS, preset=preset, decoding="parallel",
+                                   progress=True, **greedy)  # fmt: skip
+    autoregressive = evaluate_completion(model, processor, rows, preset=preset, decoding="autoregressive",
+                                         temperature=0.0, progress=True)  # fmt: skip
     for task, methods in autoregressive.items():
         parallel[task]["mmvg_autoregressive"] = methods["mmvg"]
     tasks_table = results_table(parallel).replace("| mmvg |", "| mmvg (parallel, 12 steps) |").replace(
@@ -68,36 +77,64 @@ def mmvg_quality(args: argparse.Namespace) -> str:
     for num_given in (1, 2, 3, 4):
         given = task_given_indices("prediction", 8, num_given)
         generated = complete_rows(model, processor, rows, given, decoding="parallel", **greedy)
-        scores = score_clips(generated, rows, "textshapes-64x8", given)
+        scores = score_clips(generated, rows, preset, given)
         k_lines.append(f"| {num_given} | {scores['num_clips']} | {100 * scores['caption_following']:.1f}% | "
                        f"{scores['centroid_error']:.2f} | {scores['psnr']:.2f} |")
 
     cf_lines = ["| task | clips | follows the new caption | follows the true caption |", "|---|---|---|---|"]
     for task in ("prediction", "rewind", "infilling"):
-        changed = counterfactual_rows(rows, task, "textshapes-64x8")
+        changed = counterfactual_rows(rows, task, preset)
         generated = complete_rows(model, processor, changed, task_given_indices(task, 8), decoding="parallel",
                                   **greedy)
         originals = {row["file_name"]: row for row in rows}
-        new = score_clips(generated, changed, "textshapes-64x8")["caption_following"]
-        old = score_clips(generated, [originals[row["file_name"]] for row in changed],
-                          "textshapes-64x8")["caption_following"]
+        new = score_clips(generated, changed, preset)["caption_following"]
+        old = score_clips(generated, [originals[row["file_name"]] for row in changed], preset)["caption_following"]
         cf_lines.append(f"| {task} | {len(changed)} | {100 * new:.1f}% | {100 * old:.1f}% |")
+    return (
+        tasks_table + "\n\nK given frames (the first K, parallel decoding):\n\n" + "\n".join(k_lines) + "\n\n"
+        "Counterfactual: the same given frames with another caption (every motion reversed for prediction and "
+        "rewind, the two legs swapped for infilling). The completion should follow the new caption, not the true "
+        "one:\n\n" + "\n".join(cf_lines) + "\n"
+    )
 
+
+@benchmark("mmvg-quality")
+def mmvg_quality(args: argparse.Namespace) -> str:
+    """Completion quality of the trained MMVG on 200 held-out TextShapes clips: the three tasks with both decoding
+    modes, the text-free control, the T-VQ ceiling and the baselines; K = 1..4 given frames; and the counterfactual
+    caption check (TextShapes clips whose new path would leave the frame are left out)."""
+    model, processor = _trained_mmvg(args.mmvg)
+    tables = _quality_tables(model, processor, _held_out_rows(args), "textshapes-64x8")
     body = (
         "## MMVG completion quality on held-out TextShapes (200 clips, textshapes-64x8)\n\n"
         f"Model: `{_relative(args.mmvg)}`. Held out: 200 clips drawn with seed 2, none of them a clip either "
         "checkpoint was trained on. Greedy decoding (temperature 0), guidance scale 1. Infilling is scored on the "
         "two-segment clips. Centroid error, PSNR and SSIM are of the generated frames only (the given frames come "
-        "back exactly and are not counted); caption following reads the whole clip. `mmvg_empty_text` is the same model and frames with an empty prompt (the text-free "
-        "control); `copy_frame` repeats the nearest given frame; `linear_blend` cross-fades the two given frames. "
-        "The caption check is TEXTSHAPES.md's.\n\n"
+        "back exactly and are not counted); caption following reads the whole clip. `mmvg_empty_text` is the same "
+        "model and frames with an empty prompt (the text-free control); `tvq_ceiling` is the true clip through the "
+        "T-VQ; `copy_frame` repeats the nearest given frame; `linear_blend` cross-fades the two given frames. The "
+        "caption check is TEXTSHAPES.md's; counterfactual clips whose new path would leave the frame are left out.\n\n"
     )
-    body += header("mmvg-quality", "python benchmarks/run.py --only mmvg-quality") + "\n" + tasks_table + "\n\n"
-    body += "K given frames (the first K, parallel decoding):\n\n" + "\n".join(k_lines) + "\n\n"
-    body += ("Counterfactual: the same given frames with another caption (directions reversed for prediction and "
-             "rewind, the two legs swapped for infilling; clips whose new path would leave the frame are left out). "
-             "The completion should follow the new caption, not the true one:\n\n" + "\n".join(cf_lines) + "\n")
-    return body
+    return body + header("mmvg-quality", "python benchmarks/run.py --only mmvg-quality") + "\n" + tables
+
+
+@benchmark("mmvg-textcam-quality")
+def mmvg_textcam_quality(args: argparse.Namespace) -> str:
+    """The same for the TextCam MMVG (--mmvg-textcam) on 200 clips of the held-out photos, with the camera warp."""
+    model, processor = _trained_mmvg(args.mmvg_textcam)
+    tables = _quality_tables(model, processor, _held_out_textcam_rows(), "textcam-64x8")
+    body = (
+        "## MMVG completion quality on held-out TextCam (200 clips, textcam-64x8)\n\n"
+        f"Model: `{_relative(args.mmvg_textcam)}`. Held out: 200 clips of the held-out photos (chelsea.png, "
+        "rocket.jpg; seed 2), which no model saw in training. Greedy decoding (temperature 0), guidance scale 1. "
+        "Infilling is scored on the two-motion clips. PSNR and SSIM are of the generated frames only; caption "
+        "following is TEXTCAM.md's motion check on the whole clip. `mmvg_empty_text` is the text-free control; "
+        "`tvq_ceiling` the true clip through the T-VQ (the ceiling of any model that outputs its tokens); "
+        "`copy_frame`, `linear_blend` and `camera_warp` (reads the caption, moves the window over the nearest given "
+        "frame, repeats its edge) the baselines.\n\n"
+    )
+    command = "python benchmarks/run.py --only mmvg-textcam-quality"
+    return body + header("mmvg-textcam-quality", command) + "\n" + tables
 
 
 @benchmark("mmvg-steps")
@@ -108,7 +145,7 @@ def mmvg_steps(args: argparse.Namespace) -> str:
 
     from transformers_mmvg.evaluation import evaluate_completion
 
-    model, processor = _trained_mmvg(args)
+    model, processor = _trained_mmvg(args.mmvg)
     rows = _held_out_rows(args)[:100]
     lines = ["| decoding | model calls per clip | prediction | rewind | infilling | seconds per clip (batch 16) |",
              "|---|---|---|---|---|---|"]

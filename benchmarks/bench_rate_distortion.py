@@ -142,25 +142,13 @@ def _psnr(decoded: np.ndarray, clips: np.ndarray) -> float:
     return psnr(decoded.reshape(-1, *clips.shape[-3:]), clips.reshape(-1, *clips.shape[-3:])).item()
 
 
-@torch.no_grad()
-def _tvq_round_trip(model, video_processor, clips: np.ndarray, batch_size: int = 25) -> tuple[np.ndarray, np.ndarray]:
-    """T-VQ token ids (N, T, h, w) and uint8 reconstructions (N, T, H, W, 3) of `clips`."""
-    token_ids, decoded = [], []
-    for start in range(0, len(clips), batch_size):
-        videos = list(clips[start : start + batch_size])
-        pixel_values = video_processor(videos=videos, return_tensors="pt", do_sample_frames=False)["pixel_values_videos"]
-        ids = model.encode(pixel_values).token_ids
-        token_ids.append(ids.numpy())
-        decoded.append(video_processor.postprocess_video(model.decode(ids), output_type="np"))
-    return np.concatenate(token_ids), np.concatenate(decoded)
-
-
 def _measure(clips: np.ndarray, model, video_processor) -> dict:
     """T-VQ's PSNR and rates, the H.264 ladder and H.264's PSNR at each T-VQ rate, on one data set."""
+    from transformers_mmvg.evaluation import tvq_round_trip
     from transformers_mmvg.metrics import bits_per_pixel
 
     config = model.config
-    token_ids, decoded = _tvq_round_trip(model, video_processor, clips)
+    token_ids, decoded = tvq_round_trip(model, video_processor, clips)
     bits_to_bpp = config.latent_size**2 / RESOLUTION**2  # tokens per frame over pixels per frame
     bits_per_token = {"nominal": math.log2(config.codebook_size), **token_rates(token_ids, config.codebook_size)}
     bpp = {"nominal": bits_per_pixel(config.latent_size, config.codebook_size, config.image_size)}

@@ -68,18 +68,6 @@ def _evaluate(model, video_processor, clips) -> dict[str, float]:
     return evaluate_tvq(model, batches, video_processor, show_progress=False)
 
 
-@torch.no_grad()
-def _round_trip(model, video_processor, clips) -> list[np.ndarray]:
-    """Each clip (uint8 (T, C, H, W)) through the T-VQ's tokens and back, as uint8 (T, H, W, C)."""
-    out = []
-    for start in range(0, len(clips), 8):
-        pixel_values = video_processor(videos=list(clips[start : start + 8]), return_tensors="pt",
-                                       do_sample_frames=False)["pixel_values_videos"]  # fmt: skip
-        reconstruction = model.decode(model.encode(pixel_values).token_ids)
-        out.extend(video_processor.postprocess_video(reconstruction, output_type="np"))
-    return out
-
-
 @benchmark("tvq-textcam")
 def tvq_textcam(args: argparse.Namespace) -> str:
     """A trained T-VQ (--tvq-textcam, default checkpoints/tvq-textcam-64x8) on 100 TextCam clips of the held-out
@@ -88,6 +76,7 @@ def tvq_textcam(args: argparse.Namespace) -> str:
     from transformers_mmvg import TVQModel
     from transformers_mmvg.data.textcam import caption_check
     from transformers_mmvg.data.video_folder import load_video_folder
+    from transformers_mmvg.evaluation import tvq_round_trip
     from transformers_mmvg.video_processing_mmvg import MMVGVideoProcessor
 
     tvq_path = args.tvq_textcam
@@ -100,7 +89,7 @@ def tvq_textcam(args: argparse.Namespace) -> str:
     carphone = _evaluate(model, video_processor, carphone_clips())
     true_follow = [caption_check(clip.transpose(0, 2, 3, 1), text, PRESET).follows
                    for clip, text in zip(clips, held_out["text"])]  # fmt: skip
-    reconstructed = _round_trip(model, video_processor, clips)
+    _, reconstructed = tvq_round_trip(model, video_processor, clips)
     round_trip_follow = [caption_check(clip, text, PRESET).follows for clip, text in zip(reconstructed, held_out["text"])]
     seconds = time.perf_counter() - start
     train_record = json.loads((Path(tvq_path) / "eval_results.json").read_text())

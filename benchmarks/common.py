@@ -29,7 +29,8 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace], str]] = {}
 SUITES = {
     "quick": ["tvq-speed", "mmvg-decoding", "mmvg-scaling", "train-speed", "efficiency"],
     "full": ["tvq-speed", "tvq-textshapes", "tvq-codebook", "tvq-real", "mmvg-decoding", "mmvg-scaling",
-             "mmvg-quality", "mmvg-steps", "train-speed", "efficiency", "mmvg-scaling-resolution", "peer", "textcam-check"],
+             "mmvg-quality", "mmvg-steps", "train-speed", "efficiency", "mmvg-scaling-resolution", "peer", "textcam-check",
+             "mmvg-textcam-quality"],
 }
 
 

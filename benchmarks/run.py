@@ -8,6 +8,7 @@
     python benchmarks/run.py --only mmvg-decoding          # parallel vs autoregressive completion time
     python benchmarks/run.py --only mmvg-scaling           # decoder time against the number of frames
     python benchmarks/run.py --only mmvg-quality           # trained MMVG on held-out TextShapes (~10 min)
+    python benchmarks/run.py --only mmvg-textcam-quality   # trained TextCam MMVG on held-out photos (~15 min)
     python benchmarks/run.py --only mmvg-steps             # quality vs parallel decoding steps (~5 min)
     python benchmarks/run.py --only train-speed            # training samples/s of both stages, peak memory (~1 min)
     python benchmarks/run.py --only efficiency             # achieved FLOP/s against the fp32 and bf16 matmul peaks
@@ -48,6 +49,8 @@ def main() -> None:
     parser.add_argument("--only", default=None, help=f"comma-separated: {', '.join(BENCHMARKS)}")
     parser.add_argument("--mmvg", type=Path, default=ROOT / "checkpoints" / "mmvg-textshapes-64x8",
                         help="trained MMVG for the quality benchmarks")
+    parser.add_argument("--mmvg-textcam", type=Path, default=ROOT / "checkpoints" / "mmvg-textcam-64x8",
+                        help="trained TextCam MMVG for mmvg-textcam-quality")
     parser.add_argument("--tvq", type=Path, default=ROOT / "checkpoints" / "tvq-textshapes-64x8",
                         help="the T-VQ that MMVG was trained on (its training clips are left out of held-out sets)")
     parser.add_argument("--tvq-textcam", type=Path, default=ROOT / "checkpoints" / "tvq-textcam-64x8",

@@ -161,7 +161,7 @@ def test_textcam_preset_generates_training_and_held_out_splits_and_reuses_them(t
     assert splits.record["dataset"] == "textcam" and splits.record["seed"] == 4
     assert "bikes_0015.png" in splits.record["photos"] and len(splits.record["photos"]) == 12 + 2 * 16 + 3
     before = (splits.train_dir / "metadata.jsonl").stat().st_mtime_ns
-    again = training_splits(None, None, tmp_path, "textcam-64x8", 5, 3, seed=4)
+    again = training_splits(None, None, str(tmp_path), "textcam-64x8", 5, 3, seed=4)  # a str folder too
     assert again.train_dir == splits.train_dir
     assert (splits.train_dir / "metadata.jsonl").stat().st_mtime_ns == before  # reused, not written again
     with pytest.raises(ValueError, match="other TextCam clips"):

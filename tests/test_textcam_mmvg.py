@@ -10,8 +10,16 @@ import torch
 from transformers_mmvg import MMVGForVideoCompletion, MMVGVideoProcessor
 from transformers_mmvg.data.textcam import write_textcam
 from transformers_mmvg.data.video_folder import load_video_folder
-from transformers_mmvg.evaluation import camera_warp_baseline, evaluate_completion, results_table
-from transformers_mmvg.masking import given_mask_from_indices
+from transformers_mmvg import MMVGProcessor, TVQConfig, TVQModel
+from transformers_mmvg.evaluation import (
+    camera_warp_baseline,
+    counterfactual_rows,
+    evaluate_completion,
+    results_table,
+    score_clips,
+    tvq_round_trip,
+)
+from transformers_mmvg.masking import given_mask_from_indices, task_given_indices
 from transformers_mmvg.training_runs import train_mmvg, train_tvq
 
 TINY_TVQ = {"hidden_channels": 8, "latent_channels": 16, "codebook_size": 32, "codebook_dim": 8,
@@ -50,6 +58,44 @@ def test_evaluation_scores_textcam_clips_by_their_camera_motion(held_out_rows):
     assert results["infilling"]["camera_warp"]["num_clips"] == two_motions
     assert "linear_blend" not in results["prediction"]
     assert "| prediction | camera_warp | 12 | 100.0% | - |" in results_table(results)
+
+
+def test_tvq_ceiling_is_the_true_clip_through_the_models_tvq_with_the_given_frames_kept(held_out_rows):
+    torch.manual_seed(0)
+    tvq = TVQModel(TVQConfig(image_size=64, channel_multipliers=[1, 1, 2, 4], **TINY_TVQ)).eval()
+    model = MMVGForVideoCompletion.from_tvq(tvq, **TINY_MMVG).eval()
+    processor = MMVGProcessor(video_processor=MMVGVideoProcessor(photo_crop_fraction=0.5))
+    results = evaluate_completion(model, processor, held_out_rows, tasks=("prediction", "infilling"),
+                                  methods=("tvq_ceiling",))  # fmt: skip
+    clips = np.stack([row["frames"].numpy() for row in held_out_rows])
+    token_ids, decoded = tvq_round_trip(tvq, processor.video_processor, clips, batch_size=5)
+    assert token_ids.shape == (12, 8, 8, 8) and decoded.shape == (12, 8, 64, 64, 3) and decoded.dtype == np.uint8
+    for task in ("prediction", "infilling"):
+        rows = [row for row in held_out_rows if task != "infilling" or len(row["motions"]) == 2]
+        reconstructed = np.stack([decoded[held_out_rows.index(row)] for row in rows])
+        given = task_given_indices(task, 8)
+        expected = score_clips(reconstructed, rows, "textcam-64x8", given)
+        assert results[task]["tvq_ceiling"]["psnr"] == pytest.approx(expected["psnr"], abs=1e-4)
+        assert results[task]["tvq_ceiling"]["ssim"] == pytest.approx(expected["ssim"], abs=1e-5)
+        assert results[task]["tvq_ceiling"]["num_clips"] == len(rows)
+
+
+def test_textcam_counterfactual_captions_reverse_or_swap_the_motions(held_out_rows):
+    reversed_rows = counterfactual_rows(held_out_rows, "prediction", "textcam-64x8")
+    assert len(reversed_rows) == 12  # a camera can always move on: no clip is left out
+    first = held_out_rows[0]
+    assert reversed_rows[0]["motions"] == [{"left": "right", "right": "left", "up": "down", "down": "up", "in": "out",
+                                            "out": "in"}[motion] for motion in first["motions"]]  # fmt: skip
+    assert reversed_rows[0]["text"].startswith("the camera ") and reversed_rows[0]["text"] != first["text"]
+    swapped = counterfactual_rows(held_out_rows, "infilling", "textcam-64x8")
+    assert [row["motions"] for row in swapped] == [row["motions"][::-1] for row in held_out_rows
+                                                   if len(row["motions"]) == 2]  # fmt: skip
+    # the camera warp reads the caption: given the new caption it follows the new motion, not the true one
+    frames = torch.stack([row["frames"] for row in reversed_rows])
+    given = given_mask_from_indices([0], 8)[None].expand(len(reversed_rows), -1)
+    warped = camera_warp_baseline(frames, given, reversed_rows, "textcam-64x8").permute(0, 1, 3, 4, 2).numpy()
+    assert score_clips(warped, reversed_rows, "textcam-64x8")["caption_following"] == 1.0
+    assert score_clips(warped, held_out_rows, "textcam-64x8")["caption_following"] == 0.0
 
 
 def test_run_mmvg_on_textcam_end_to_end(tmp_path):

@@ -224,7 +224,7 @@ PINNED_GAN_LOGS = [
 def test_gan_training_losses_are_those_of_the_vqgan_objective(tmp_path):
     """Three steps with every term on (perceptual, adaptive-weighted hinge from step 2, discriminator step, frame
     subsets): the loss and every logged term are the recorded ones (float tolerance: thread counts and CPUs change
-    the last digits)."""
+    the last digits; the adaptive weight, a ratio of two gradient norms, by up to a few 1e-4 of itself)."""
     torch.manual_seed(0)
     model = TVQModel(TVQConfig(**TINY, use_adversarial_loss=True, discriminator_start_step=1))
     args = TrainingArguments(
@@ -240,7 +240,11 @@ def test_gan_training_losses_are_those_of_the_vqgan_objective(tmp_path):
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert len(logs) == len(PINNED_GAN_LOGS)
     for logged, pinned in zip(logs, PINNED_GAN_LOGS):
-        assert {name: logged[name] for name in pinned} == pytest.approx(pinned, rel=1e-4, abs=1e-5)
+        weight = {name: logged[name] for name in pinned if name == "adversarial_weight"}
+        assert weight == pytest.approx({name: pinned[name] for name in weight}, rel=1e-3)
+        assert {name: logged[name] for name in pinned if name not in weight} == pytest.approx(
+            {name: value for name, value in pinned.items() if name not in weight}, rel=1e-4, abs=1e-5
+        )
         assert ("adversarial_loss" in logged) == ("adversarial_loss" in pinned)
 
 

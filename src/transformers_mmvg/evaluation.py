@@ -30,7 +30,7 @@ from .pipeline_video_completion import VideoCompletionPipeline
 from .metrics import caption_following, psnr, ssim
 from .visualization import save_video_grid
 
-METHODS = ("mmvg", "mmvg_empty_text", "copy_frame", "linear_blend", "camera_warp")
+METHODS = ("mmvg", "mmvg_empty_text", "tvq_ceiling", "copy_frame", "linear_blend", "camera_warp")
 
 
 def is_textcam(row: dict) -> bool:
@@ -76,7 +76,7 @@ def camera_warp_baseline(frames: torch.Tensor, given_mask: torch.Tensor, rows: S
     edge pixels repeated where the window leaves it. It knows the motion but cannot invent what enters the frame.
     frames uint8 (B, N, C, R, R), given_mask (B, N) bool, `rows` the clips' rows (their `motions`)."""
     spec = textcam.get_preset(preset)
-    output = copy_frame_baseline(frames, given_mask)
+    output = frames.clone()  # the given frames stay; every other frame is warped
     resolution = frames.shape[-1]
     for row, (given, metadata) in enumerate(zip(given_mask, rows)):
         windows = textcam.window_schedule(_segments(metadata), spec)
@@ -97,31 +97,49 @@ def camera_warp_baseline(frames: torch.Tensor, given_mask: torch.Tensor, rows: S
     return output
 
 
-OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
+@torch.no_grad()
+def tvq_round_trip(tvq, video_processor, clips: np.ndarray, batch_size: int = 25) -> tuple[np.ndarray, np.ndarray]:
+    """The T-VQ token ids (B, N, h, w) and uint8 reconstructions (B, N, H, W, 3) of uint8 clips (B, N, ...), frames
+    in either layout: what any model that outputs the T-VQ's tokens can at best give back."""
+    token_ids, decoded = [], []
+    for start in range(0, len(clips), batch_size):
+        videos = list(clips[start : start + batch_size])
+        pixel_values = video_processor(videos=videos, return_tensors="pt", do_sample_frames=False)["pixel_values_videos"]
+        ids = tvq.encode(pixel_values.to(tvq.device)).token_ids
+        token_ids.append(ids.cpu().numpy())
+        decoded.append(video_processor.postprocess_video(tvq.decode(ids), output_type="np"))
+    return np.concatenate(token_ids), np.concatenate(decoded)
+
+
+OPPOSITE = textcam.OPPOSITES  # TextCam's camera motions; TextShapes' four directions are among them
 
 
 def counterfactual_rows(rows: Sequence[dict], task: str, preset: str) -> list[dict]:
     """The same clips with another caption, for the counterfactual check: the given frames stay, the caption says
     something else, and the completion must follow the new caption.
 
-    - prediction / rewind: every direction reversed (`moves left` -> `moves right`); the new path starts at the
-      true first frame (prediction) or ends at the true last frame (rewind);
+    - prediction / rewind: every direction (TextShapes) or camera motion (TextCam) reversed (`moves left` ->
+      `moves right`, `zooms in` -> `zooms out`); the new path starts at the true first frame (prediction) or ends at
+      the true last frame (rewind);
     - infilling (two-segment clips): the two legs swapped (`right then down` -> `down then right`), which has the
       same end frames.
 
-    Clips whose new path would leave the frame are left out. Each row gets the new `text`, `directions` and
-    `positions`, so `score_clips` scores against the new caption."""
-    preset_spec = get_preset(preset)
-    limit = preset_spec.resolution - preset_spec.object_size
+    TextShapes clips whose new path would leave the frame are left out (a camera can always move on: the check reads
+    only the motion). Each row gets the new `text` and `directions` / `motions` (and TextShapes `positions`), so
+    `score_clips` scores against the new caption."""
     changed = []
     for row in task_rows(rows, task):
-        directions = list(row["directions"])
-        new = directions[::-1] if task == "infilling" else [OPPOSITE[direction] for direction in directions]
+        segments = _segments(row)
+        new = segments[::-1] if task == "infilling" else [OPPOSITE[segment] for segment in segments]
+        if is_textcam(row):
+            changed.append({**row, "text": textcam.format_caption(new), "motions": new})
+            continue
+        preset_spec = get_preset(preset)
         offsets = trajectory(new, preset_spec)
         positions = np.asarray(row["positions"])
         anchor = positions[-1] - offsets[-1] if task == "rewind" else positions[0]
         new_positions = anchor + offsets
-        if new_positions.min() < 0 or new_positions.max() > limit:
+        if new_positions.min() < 0 or new_positions.max() > preset_spec.resolution - preset_spec.object_size:
             continue
         text = format_caption(row["color"], row["shape"], new)
         changed.append({**row, "text": text, "directions": new, "positions": new_positions.tolist()})
@@ -218,8 +236,9 @@ def evaluate_completion(
     **complete_kwargs,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """`{task: {method: scores}}` for the named tasks (see `score_clips` for the scores). Methods: `mmvg`,
-    `mmvg_empty_text` (the same model and frames, empty prompts: the text-free control), `copy_frame`,
-    `linear_blend` (infilling only), `camera_warp` (TextCam only)."""
+    `mmvg_empty_text` (the same model and frames, empty prompts: the text-free control), `tvq_ceiling` (the true
+    clip through the model's T-VQ, the given frames kept: the ceiling of any model that outputs its tokens),
+    `copy_frame`, `linear_blend` (infilling only), `camera_warp` (TextCam only)."""
     unknown = [method for method in methods if method not in METHODS]
     if unknown:
         raise ValueError(f"Unknown methods {unknown}; choose from {METHODS}.")
@@ -245,7 +264,11 @@ def evaluate_completion(
                     continue
                 frames = torch.stack([torch.as_tensor(np.asarray(row["frames"])) for row in selected])
                 given = given_mask_from_indices(indices, num_frames)[None].expand(len(selected), -1)
-                if method == "camera_warp":
+                if method == "tvq_ceiling":
+                    _, decoded = tvq_round_trip(model.tvq, processor.video_processor, frames.numpy())
+                    decoded = torch.from_numpy(decoded).permute(0, 1, 4, 2, 3)
+                    generated = torch.where(given[..., None, None, None], frames, decoded)
+                elif method == "camera_warp":
                     generated = camera_warp_baseline(frames, given, selected, preset)
                 else:
                     baseline = copy_frame_baseline if method == "copy_frame" else linear_blend_baseline
@@ -310,4 +333,5 @@ __all__ = [
     "save_task_grid",
     "score_clips",
     "task_rows",
+    "tvq_round_trip",
 ]

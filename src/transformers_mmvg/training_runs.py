@@ -112,8 +112,9 @@ def training_splits(
         if preset in TEXTCAM_PRESETS:
             spec = textcam.get_preset(preset)
             train, held_out = ensure_textcam_splits(data_dir, spec, num_train_clips, num_eval_clips, seed)
+            photos = sorted(path.name for path in textcam.photo_paths(Path(data_dir) / "photos"))
             record = {"dataset": "textcam", "preset": spec.name, "num_clips": num_train_clips, "seed": seed,
-                      "photos": sorted(path.name for path in textcam.photo_paths(data_dir / "photos"))}  # fmt: skip
+                      "photos": photos}  # fmt: skip
         else:
             spec = get_preset(preset)
             train, held_out = ensure_textshapes_splits(data_dir, spec, num_train_clips, num_eval_clips, seed)

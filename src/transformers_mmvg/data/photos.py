@@ -43,8 +43,9 @@ PACKAGE_PHOTOS: dict[str, tuple[str, tuple[str, ...]]] = {
 VIDEO_SOURCES: tuple[str, ...] = ("bikes.mp4", "bigbuckbunny.mp4")
 
 
-def package_photo_paths() -> dict[str, Path]:
-    """The `PACKAGE_PHOTOS` of the installed distributions, by file name (a missing distribution adds nothing)."""
+def package_photo_paths() -> dict[str, tuple[str, Path]]:
+    """The `PACKAGE_PHOTOS` of the installed distributions, by file name: (distribution, path); a missing distribution
+    adds nothing."""
     found = {}
     for distribution, (folder, names) in PACKAGE_PHOTOS.items():
         try:
@@ -55,7 +56,7 @@ def package_photo_paths() -> dict[str, Path]:
             if file.name in names and file.parent.as_posix().endswith(folder):
                 path = Path(file.locate())
                 if path.is_file():
-                    found[file.name] = path
+                    found[file.name] = (distribution, path)
     return found
 
 
@@ -86,9 +87,7 @@ def gather_photos(out_dir: str | os.PathLike, frames_per_video: int = 16, overwr
         raise ValueError(f"frames_per_video must be >= 0, got {frames_per_video}")
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = {}
-    photos = {path.name: ("scikit-image", path) for path in default_photo_paths("train")}
-    for name, path in package_photo_paths().items():
-        photos[name] = (next(dist for dist, (_, names) in PACKAGE_PHOTOS.items() if name in names), path)
+    photos = {path.name: ("scikit-image", path) for path in default_photo_paths("train")} | package_photo_paths()
     for name, (distribution, path) in photos.items():
         shutil.copyfile(path, out_dir / name)
         sources[name] = f"{distribution}: {path.name}"
