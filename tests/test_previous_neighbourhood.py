@@ -65,3 +65,67 @@ def test_a_model_with_a_neighbourhood_trains_and_completes(decoding):
     result = model.complete(text["input_ids"], text["attention_mask"], pixels, given, decoding=decoding,
                             num_inference_steps=3, generator=torch.Generator().manual_seed(1))
     assert torch.equal(result.frames[given], pixels[given])
+
+
+def test_the_copy_term_adds_each_offsets_weight_to_the_token_found_there():
+    """`previous_frame_copy`: with the head's other terms at zero and a weight on offset (0, +1) only, every token
+    whose right-hand neighbour in the previous frame is known gets that neighbour's id as its argmax."""
+    from tiny_models import tiny_model
+
+    model = tiny_model(previous_frame_radius=1, previous_frame_copy=True)
+    head = model.head
+    torch.nn.init.zeros_(head.code_query.weight), torch.nn.init.zeros_(head.code_query.bias)
+    torch.nn.init.zeros_(head.class_logits.weight), torch.nn.init.zeros_(head.class_logits.bias)
+    torch.nn.init.zeros_(head.copy_weights.weight)
+    with torch.no_grad():
+        head.copy_weights.bias.zero_()
+        head.copy_weights.bias[5] = 4.0  # offset 5 = (dy, dx) = (0, +1)
+    generator = torch.Generator().manual_seed(0)
+    token_ids = torch.randint(0, 32, (2, 6, 4, 4), generator=generator)
+    known = torch.rand(2, 6, 4, 4, generator=generator) < 0.6
+    hidden = torch.randn(2, 6 * 16, model.config.hidden_size, generator=generator)
+    logits = head(hidden, torch.randn(32, model.config.tvq_config.codebook_dim), token_ids, known).view(2, 6, 4, 4, 32)
+    copied = torch.zeros(2, 6, 4, 4, dtype=torch.bool)
+    copied[:, 1:, :, :3] = known[:, :-1, :, 1:]  # the right-hand neighbour in frame t - 1 is known
+    expected = torch.zeros_like(token_ids)
+    expected[:, 1:, :, :3] = token_ids[:, :-1, :, 1:]
+    assert torch.equal(logits.argmax(-1)[copied], expected[copied])
+    assert torch.equal(logits.amax(-1)[copied], torch.full((int(copied.sum()),), 4.0))
+    assert torch.equal(logits[~copied], torch.zeros_like(logits[~copied]))  # nothing known there: no term
+    # one frame's logits (autoregressive decoding) equal that frame of the whole clip's
+    for frame in range(6):
+        one = head(hidden.view(2, 6, 16, -1)[:, frame], torch.zeros(32, model.config.tvq_config.codebook_dim),
+                   token_ids, known, frame_index=frame)
+        whole = head(hidden, torch.zeros(32, model.config.tvq_config.codebook_dim), token_ids, known)
+        assert torch.equal(one, whole.view(2, 6, 16, 32)[:, frame])
+
+
+def test_the_copy_term_needs_the_previous_frame_input():
+    with pytest.raises(ValueError, match="previous_frame_copy"):
+        MMVGConfig(previous_frame_copy=True, use_previous_frame_input=False)
+
+
+@pytest.mark.parametrize("decoding", ["parallel", "autoregressive"])
+def test_a_model_with_the_copy_term_trains_and_completes(decoding):
+    from tiny_models import tiny_model, tiny_processor
+
+    from transformers_mmvg.memory import mmvg_parameter_counts
+
+    model = tiny_model(previous_frame_radius=1, previous_frame_copy=True)
+    trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
+    assert mmvg_parameter_counts(model.config)[0] == trainable
+    processor = tiny_processor()
+    pixels = torch.rand(2, 6, 3, 16, 16) * 2 - 1
+    text = processor(text=["the camera pans left", "the camera zooms in"], return_tensors="pt")
+    model.train()
+    inputs = model.draw_training_masks(text["input_ids"], text["attention_mask"], pixel_values_videos=pixels,
+                                       generator=torch.Generator().manual_seed(0))
+    loss = model(**inputs).loss
+    loss.backward()
+    assert torch.isfinite(loss) and model.head.copy_weights.weight.grad.abs().sum() > 0
+    model.eval()
+    given = torch.zeros(2, 6, dtype=torch.bool)
+    given[:, 0] = True
+    result = model.complete(text["input_ids"], text["attention_mask"], pixels, given, decoding=decoding,
+                            num_inference_steps=3, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(result.frames[given], pixels[given])

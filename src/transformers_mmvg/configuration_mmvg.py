@@ -47,6 +47,10 @@ class MMVGConfig(PreTrainedConfig):
             r >= 1 embeds the (2r + 1) x (2r + 1) tokens of frame t - 1 around it, each offset with its own weights
             (a code vector and a "known" flag per offset, zeros off the grid), so a camera pan of up to r tokens a
             frame is a copy from a fixed offset, which the caption selects (TextCam).
+        previous_frame_copy (`bool`, defaults to `False`): with `use_previous_frame_input`, the token head also
+            adds to the logit of each known token of that (2r + 1) x (2r + 1) neighbourhood a weight the final state
+            gives its offset (a pointer to the previous frame): copying a token from the offset the caption selects
+            is then a choice among (2r + 1)^2, not a 1-in-K class the network must rebuild from embeddings.
         dropout (`float`, defaults to 0.0), layer_norm_eps (`float`, defaults to 1e-5),
         initializer_range (`float`, defaults to 0.02).
 
@@ -101,6 +105,7 @@ class MMVGConfig(PreTrainedConfig):
     window_size: list[int] | tuple[int, ...] | None = None
     use_previous_frame_input: bool = True
     previous_frame_radius: int = 0
+    previous_frame_copy: bool = False
     dropout: float | int = 0.0
     layer_norm_eps: float = 1e-5
     initializer_range: float = 0.02
@@ -167,6 +172,8 @@ class MMVGConfig(PreTrainedConfig):
                 f"`previous_frame_radius` must be >= 0, and needs `use_previous_frame_input`; got "
                 f"{self.previous_frame_radius} with use_previous_frame_input={self.use_previous_frame_input}."
             )
+        if self.previous_frame_copy and not self.use_previous_frame_input:
+            raise ValueError("`previous_frame_copy` needs `use_previous_frame_input`.")
         if self.image_size != self.tvq_config.image_size:
             raise ValueError(
                 f"`image_size` ({self.image_size}) must equal the T-VQ's `tvq_config.image_size` "

@@ -131,6 +131,7 @@ def mmvg_parameter_counts(config: MMVGConfig) -> tuple[int, int]:
         + 4 * hidden  # [SPAN], [MASK], previous [MASK], "no previous frame"
         + config.num_encoder_layers * encoder_layer + config.num_decoder_layers * decoder_layer
         + 2 * 2 * hidden + linear(hidden, code_dim) + linear(hidden, config.codebook_size)
+        + (linear(hidden, (2 * config.previous_frame_radius + 1) ** 2) if config.previous_frame_copy else 0)
     )
     tvq = config.tvq_config
     conv = lambda fan_in, fan_out, kernel=3: kernel * kernel * fan_in * fan_out + fan_out  # noqa: E731

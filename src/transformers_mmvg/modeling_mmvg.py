@@ -432,6 +432,26 @@ def previous_neighbourhood(codes: torch.Tensor, known: torch.BoolTensor, radius:
     return torch.cat([padded[:, :, dy : dy + height, dx : dx + width] for dy in offsets for dx in offsets], dim=-1)
 
 
+def previous_neighbourhood_ids(
+    token_ids: torch.LongTensor, known: torch.BoolTensor, radius: int, frame_index: int | None = None
+) -> tuple[torch.LongTensor, torch.BoolTensor]:
+    """The ids and known flags of the (2r + 1)^2 tokens of frame t - 1 around each token of every frame (or of frame
+    `frame_index`): (B, T, h, w, (2r + 1)^2) each, offsets row-major as in `previous_neighbourhood`; off the grid and
+    at frame 0 the flag is False. `token_ids`, `known` (B, N, h, w)."""
+    previous_ids = torch.cat([torch.zeros_like(token_ids[:, :1]), token_ids[:, :-1]], dim=1)
+    previous_known = torch.cat([torch.zeros_like(known[:, :1]), known[:, :-1]], dim=1)
+    if frame_index is not None:
+        previous_ids = previous_ids[:, frame_index, None]
+        previous_known = previous_known[:, frame_index, None]
+    height, width = known.shape[-2:]
+    padded_ids = F.pad(previous_ids, (radius, radius, radius, radius))
+    padded_known = F.pad(previous_known, (radius, radius, radius, radius))  # False off the grid
+    offsets = [(dy, dx) for dy in range(2 * radius + 1) for dx in range(2 * radius + 1)]
+    ids = torch.stack([padded_ids[..., dy : dy + height, dx : dx + width] for dy, dx in offsets], dim=-1)
+    flags = torch.stack([padded_known[..., dy : dy + height, dx : dx + width] for dy, dx in offsets], dim=-1)
+    return ids, flags
+
+
 class MMVGEmbeddings(nn.Module):
     """The inputs of Enc^M and Dec^M.
 
@@ -802,16 +822,37 @@ class MMVGModel(MMVGPreTrainedModel):
 
 class MMVGTokenHead(nn.Module):
     """Final states (..., D) -> class logits (..., K): a query scored against the frozen code vectors, plus a free,
-    zero-initialised per-class term."""
+    zero-initialised per-class term; with `previous_frame_copy`, plus a zero-initialised weight per offset of the
+    previous frame's neighbourhood, added to the logit of the token found there (when it is known)."""
 
     def __init__(self, config: MMVGConfig):
         super().__init__()
         self.code_query = nn.Linear(config.hidden_size, config.tvq_config.codebook_dim)
         self.class_logits = nn.Linear(config.hidden_size, config.codebook_size)
         self.class_logits.zero_init = True
+        self.copy_radius = config.previous_frame_radius
+        self.copy_weights = None
+        if config.previous_frame_copy:
+            self.copy_weights = nn.Linear(config.hidden_size, (2 * self.copy_radius + 1) ** 2)
+            self.copy_weights.zero_init = True
 
-    def forward(self, hidden_states: torch.Tensor, code_vectors: torch.Tensor) -> torch.Tensor:
-        return self.code_query(hidden_states) @ code_vectors.t() + self.class_logits(hidden_states)
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        code_vectors: torch.Tensor,
+        token_ids: torch.LongTensor | None = None,
+        known: torch.BoolTensor | None = None,
+        frame_index: int | None = None,
+    ) -> torch.Tensor:
+        """`hidden_states` (B, L, D) of all frames or of frame `frame_index`, in (frame, row, column) order ->
+        logits (B, L, K). `token_ids` and `known` (B, N, h, w), the decoder's inputs, are needed for the copy term."""
+        logits = self.code_query(hidden_states) @ code_vectors.t() + self.class_logits(hidden_states)
+        if self.copy_weights is None:
+            return logits
+        ids, flags = previous_neighbourhood_ids(token_ids, known, self.copy_radius, frame_index)
+        weights = self.copy_weights(hidden_states).to(logits.dtype)
+        weights = torch.where(flags.flatten(1, 3), weights, torch.zeros((), dtype=logits.dtype, device=logits.device))
+        return logits.scatter_add(-1, ids.flatten(1, 3), weights)
 
 
 class MMVGForVideoCompletion(MMVGPreTrainedModel):
@@ -932,7 +973,9 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
         decoded = self.model.decode(
             video_token_ids, known, encoder_hidden_states, encoder_attention_mask, cache, frame_index, commit
         )
-        logits = self.head(decoded.last_hidden_state, self.model.embeddings.code_vectors())
+        logits = self.head(
+            decoded.last_hidden_state, self.model.embeddings.code_vectors(), video_token_ids, known, frame_index
+        )
         shape = video_token_ids.shape if frame_index is None else video_token_ids[:, 0].shape
         return logits.view(*shape, -1)
 
@@ -1047,7 +1090,9 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
         outputs = self.model(
             input_ids, token_ids, given_frames_mask, token_mask, attention_mask=attention_mask, **kwargs
         )
-        logits = self.head(outputs.last_hidden_state, self.model.embeddings.code_vectors()).view(*token_ids.shape, -1)
+        known = ~token_mask  # what the decoder saw: every token but the masked ones
+        logits = self.head(outputs.last_hidden_state, self.model.embeddings.code_vectors(), token_ids, known)
+        logits = logits.view(*token_ids.shape, -1)
 
         token_losses = F.cross_entropy(rearrange(logits, "b t h w k -> b k t h w").float(), token_ids,
                                        reduction="none")  # fmt: skip
