@@ -45,11 +45,16 @@ def test_one_frames_inputs_equal_that_frame_of_the_whole_clips():
         assert torch.allclose(embeddings.decoder_inputs(token_ids, known, frame_index=frame)[:, :16], whole[:, frame])
 
 
+@pytest.mark.parametrize("copy", [False, True])
 @pytest.mark.parametrize("decoding", ["parallel", "autoregressive"])
-def test_a_model_with_a_neighbourhood_trains_and_completes(decoding):
+def test_a_model_with_a_neighbourhood_trains_and_completes(decoding, copy):
     from tiny_models import tiny_model, tiny_processor
 
-    model = tiny_model(previous_frame_radius=1)
+    from transformers_mmvg.memory import mmvg_parameter_counts
+
+    model = tiny_model(previous_frame_radius=1, previous_frame_copy=copy)
+    trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
+    assert mmvg_parameter_counts(model.config)[0] == trainable
     processor = tiny_processor()
     pixels = torch.rand(2, 6, 3, 16, 16) * 2 - 1
     text = processor(text=["the camera pans left", "the camera zooms in"], return_tensors="pt")
@@ -59,6 +64,7 @@ def test_a_model_with_a_neighbourhood_trains_and_completes(decoding):
     loss = model(**inputs).loss
     loss.backward()
     assert torch.isfinite(loss) and model.model.embeddings.previous_token_projection.weight.grad.abs().sum() > 0
+    assert not copy or model.head.copy_weights.weight.grad.abs().sum() > 0
     model.eval()
     given = torch.zeros(2, 6, dtype=torch.bool)
     given[:, 0] = True
@@ -103,29 +109,3 @@ def test_the_copy_term_adds_each_offsets_weight_to_the_token_found_there():
 def test_the_copy_term_needs_the_previous_frame_input():
     with pytest.raises(ValueError, match="previous_frame_copy"):
         MMVGConfig(previous_frame_copy=True, use_previous_frame_input=False)
-
-
-@pytest.mark.parametrize("decoding", ["parallel", "autoregressive"])
-def test_a_model_with_the_copy_term_trains_and_completes(decoding):
-    from tiny_models import tiny_model, tiny_processor
-
-    from transformers_mmvg.memory import mmvg_parameter_counts
-
-    model = tiny_model(previous_frame_radius=1, previous_frame_copy=True)
-    trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
-    assert mmvg_parameter_counts(model.config)[0] == trainable
-    processor = tiny_processor()
-    pixels = torch.rand(2, 6, 3, 16, 16) * 2 - 1
-    text = processor(text=["the camera pans left", "the camera zooms in"], return_tensors="pt")
-    model.train()
-    inputs = model.draw_training_masks(text["input_ids"], text["attention_mask"], pixel_values_videos=pixels,
-                                       generator=torch.Generator().manual_seed(0))
-    loss = model(**inputs).loss
-    loss.backward()
-    assert torch.isfinite(loss) and model.head.copy_weights.weight.grad.abs().sum() > 0
-    model.eval()
-    given = torch.zeros(2, 6, dtype=torch.bool)
-    given[:, 0] = True
-    result = model.complete(text["input_ids"], text["attention_mask"], pixels, given, decoding=decoding,
-                            num_inference_steps=3, generator=torch.Generator().manual_seed(1))
-    assert torch.equal(result.frames[given], pixels[given])
