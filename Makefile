@@ -8,6 +8,8 @@
 #   make test-transformers-common   transformers' own common model tests (ModelTesterMixin) on tiny T-VQ and MMVG
 #   make tvq-textcam   re-make the natural-content T-VQ of checkpoints/tvq-textcam-64x8 (about an hour on 2 cores)
 #   make mmvg-textcam  re-make the TextCam MMVG of checkpoints/mmvg-textcam-64x8 (about two hours on 2 cores)
+#   make app   the Hugging Face Space's page (app.py) on http://127.0.0.1:7860
+#   make test-browser   the app in headless Chromium (Debian's chromium, installed by make browser-deps when missing)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -19,7 +21,7 @@ MIN_STAMP := $(MIN_VENV)/.installed
 TRANSFORMERS_FLOOR := $(shell sed -n 's/^ *"transformers>=\([0-9][0-9.]*\).*/\1/p' pyproject.toml)
 
 .PHONY: demo demo-from-scratch test test-slow mutations test-min-versions test-transformers-common tvq-textcam \
-	mmvg-textcam install clean
+	mmvg-textcam install app browser-deps test-browser clean
 
 # Built from scratch whenever pyproject.toml changes: a dependency dropped from it must not stay installed from an
 # earlier build and hide a missing install step.
@@ -95,6 +97,32 @@ mmvg-textcam: $(STAMP)
 		--config_overrides '$(MMVG_TEXTCAM_CONFIG)' --per_device_train_batch_size 16 --learning_rate 1e-3 \
 		--warmup_steps 200 --max_steps 3600 --eval_strategy steps --eval_steps 600 --save_steps 600 \
 		--logging_steps 50 --num_completion_eval_clips 48 --disable_tqdm True --output_dir $(MMVG_TEXTCAM)/model
+
+# The app of a Hugging Face Space (app.py; README.md's front matter): `make app` serves it on http://127.0.0.1:7860
+# (APP_HOST=... APP_PORT=... for others). The `app` extra (gradio, selenium) goes into the same .venv, once.
+APP_STAMP := $(VENV)/.app-installed
+APP_HOST  ?= 127.0.0.1
+APP_PORT  ?= 7860
+$(APP_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[app]"
+	touch $(APP_STAMP)
+
+app: $(APP_STAMP)
+	$(PY) app.py --host $(APP_HOST) --port $(APP_PORT)
+
+# Debian's Chromium and its WebDriver for the browser test (apt, as root), unless both are already on PATH
+browser-deps:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+		echo "chromium and chromedriver found: $$(command -v chromium), $$(command -v chromedriver)"; \
+	else \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
+	fi
+
+# The app in headless Chromium (tests/test_app_browser.py; about 35 s on 2 cores once installed): a completion and its
+# clip, refused inputs as messages, and a TextCam photo when that model is there. MMVG_BROWSER_TEST=required turns a
+# missing gradio, selenium or Chromium into a failure, not a skip.
+test-browser: $(APP_STAMP) browser-deps
+	MMVG_BROWSER_TEST=required $(PY) -m pytest -q -m browser tests/test_app_browser.py
 
 clean:
 	rm -rf $(VENV) $(MIN_VENV) outputs build *.egg-info src/*.egg-info
