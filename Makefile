@@ -7,7 +7,7 @@
 #   make test-min-versions   the committed checkpoints and the pipeline under the lowest supported transformers
 #   make test-transformers-common   transformers' own common model tests (ModelTesterMixin) on tiny T-VQ and MMVG
 #   make tvq-textcam   re-make the natural-content T-VQ of checkpoints/tvq-textcam-64x8 (about an hour on 2 cores)
-#   make mmvg-textcam  re-make the TextCam MMVG of checkpoints/mmvg-textcam-64x8 (about two hours on 2 cores)
+#   make mmvg-textcam  re-make the TextCam MMVG of checkpoints/mmvg-textcam-64x8 (about an hour on 2 cores)
 #   make app   the Hugging Face Space's page (app.py) on http://127.0.0.1:7860
 #   make test-browser   the app in headless Chromium (Debian's chromium, installed by make browser-deps when missing)
 PYTHON ?= python3
@@ -90,12 +90,12 @@ tvq-textcam: $(STAMP)
 MMVG_TEXTCAM := outputs/mmvg-textcam
 MMVG_TEXTCAM_CONFIG := {"hidden_size": 128, "num_attention_heads": 4, "intermediate_size": 512, \
 	"num_encoder_layers": 1, "num_decoder_layers": 3, "window_size": [2, 8, 8], "previous_frame_radius": 1, \
-	"task_masking_probability": 0.7}
+	"task_masking_probability": 0.7, "previous_frame_copy": true}
 mmvg-textcam: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) examples/run_mmvg.py --tvq_path checkpoints/tvq-textcam-64x8 --preset textcam-64x8 \
 		--data_dir $(MMVG_TEXTCAM)/data --num_train_clips 8000 --num_eval_clips 200 \
 		--config_overrides '$(MMVG_TEXTCAM_CONFIG)' --per_device_train_batch_size 16 --learning_rate 1e-3 \
-		--warmup_steps 200 --max_steps 3600 --eval_strategy steps --eval_steps 600 --save_steps 600 \
+		--warmup_steps 200 --max_steps 3000 --eval_strategy steps --eval_steps 600 --save_steps 600 \
 		--logging_steps 50 --num_completion_eval_clips 48 --disable_tqdm True --output_dir $(MMVG_TEXTCAM)/model
 
 # The app of a Hugging Face Space (app.py; README.md's front matter): `make app` serves it on http://127.0.0.1:7860

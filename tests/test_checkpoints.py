@@ -31,7 +31,7 @@ def held_out_rows(folder: Path, num_clips: int, seed: int) -> list[dict]:
 def test_held_out_clips_were_never_seen_in_training(tmp_path):
     seen = clips_seen_in_training(MMVG) | clips_seen_in_training(TVQ)
     assert len(seen) == 9810  # the 10,000 training draws of seed 42 hold 9,810 distinct clips
-    rows = held_out_rows(tmp_path, num_clips=200, seed=2)  # the demo's held-out set
+    rows = held_out_rows(tmp_path, num_clips=200, seed=2)  # mmvg-quality's held-out set (the demo's first 48)
     assert len(rows) == 200
     assert not any(
         (row["shape"], row["color"], tuple(row["directions"]), row["x0"], row["y0"])
@@ -59,7 +59,7 @@ def test_mmvg_checkpoint_follows_captions_on_held_out_clips(tmp_path):
 
 
 @pytest.mark.slow
-def test_mmvg_checkpoint_follows_captions_on_the_demos_200_held_out_clips(tmp_path):
+def test_mmvg_checkpoint_follows_captions_on_the_benchmarks_200_held_out_clips(tmp_path):
     check_caption_following(tmp_path, num_clips=200, seed=2)
 
 
@@ -77,3 +77,36 @@ def test_tvq_checkpoint_reconstructs_held_out_clips_above_30_db(tmp_path):
     originals = processor.postprocess_video(pixels, output_type="np")
     decoded = processor.postprocess_video(reconstruction, output_type="np")
     assert psnr(decoded, originals).mean() >= 30.0
+
+
+TEXTCAM_MMVG = CHECKPOINTS / "mmvg-textcam-64x8"
+
+
+def test_textcam_checkpoint_was_trained_on_other_photos_than_the_held_out_ones():
+    import json
+
+    from transformers_mmvg.data.textcam import DEFAULT_HELD_OUT_PHOTOS
+
+    record = json.loads((TEXTCAM_MMVG / "training_data.json").read_text())
+    assert record["dataset"] == "textcam" and record["preset"] == "textcam-64x8" and len(record["photos"]) == 47
+    assert not set(record["photos"]) & set(DEFAULT_HELD_OUT_PHOTOS)
+
+
+def test_textcam_checkpoint_completes_a_whole_held_out_photo_through_the_pipeline():
+    """The README's call: a photo of any size (chelsea.png is 451 x 300), framed as TextCam frames its photos."""
+    from PIL import Image
+
+    from transformers_mmvg.data.textcam import default_photo_paths
+    from transformers_mmvg.pipeline_video_completion import load_frame
+
+    pipe = pipeline("text-guided-video-completion", model=str(TEXTCAM_MMVG))
+    assert pipe.model.config.previous_frame_copy and pipe.model.config.previous_frame_radius == 1
+    assert pipe.model.config.tvq_config.latent_size == 8  # 64 tokens a frame: 512 a clip
+    path = {path.name: path for path in default_photo_paths("held_out")}["chelsea.png"]
+    photo = Image.open(path)
+    assert photo.size == (451, 300)
+    result = pipe("the camera pans left", images=[photo], task="prediction", output_type="np", num_inference_steps=4)
+    assert result["frames"].shape == (8, 64, 64, 3) and result["given_frame_indices"] == [0]
+    # frame 0 is the photo's centre square of half its shorter side (W / P = 128 / 256), at 64 x 64
+    expected = load_frame(photo, 64, photo_crop_fraction=0.5).permute(1, 2, 0).numpy()
+    assert (result["frames"][0] == expected).all()
