@@ -19,6 +19,7 @@
     python benchmarks/run.py --only tvq-textcam-ablations  # what makes natural content work (~60 min)
     python benchmarks/run.py --only tvq-textcam-augmentation  # the checkpoint's recipe without augmentation (~1 h)
     python benchmarks/run.py --only tvq-rate-distortion    # the TextCam T-VQ against H.264 at matched bpp (~2 min)
+    python benchmarks/run.py --only textcam-token-shift    # one-token pans in the TextCam T-VQ's tokens (~1 min)
     python benchmarks/run.py --only textcam-baselines      # copy / blend / camera-warp baselines on held-out TextCam (~2 min)
     python benchmarks/run.py --suite full                  # all of them
 
