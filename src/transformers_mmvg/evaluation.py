@@ -104,8 +104,8 @@ def tvq_round_trip(tvq, video_processor, clips: np.ndarray, batch_size: int = 25
     token_ids, decoded = [], []
     for start in range(0, len(clips), batch_size):
         videos = list(clips[start : start + batch_size])
-        pixel_values = video_processor(videos=videos, return_tensors="pt", do_sample_frames=False)["pixel_values_videos"]
-        ids = tvq.encode(pixel_values.to(tvq.device)).token_ids
+        inputs = video_processor(videos=videos, return_tensors="pt", do_sample_frames=False)
+        ids = tvq.encode(inputs["pixel_values_videos"].to(tvq.device)).token_ids
         token_ids.append(ids.cpu().numpy())
         decoded.append(video_processor.postprocess_video(tvq.decode(ids), output_type="np"))
     return np.concatenate(token_ids), np.concatenate(decoded)
