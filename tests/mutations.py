@@ -107,8 +107,8 @@ MUTATIONS = (
         name="held-out-photos-gathered",
         claim="the TextCam T-VQ never trains on the held-out photos (issue 16)",
         path="src/transformers_mmvg/data/photos.py",
-        anchor='    photos = {path.name: ("scikit-image", path) for path in default_photo_paths("train")}\n',
-        replacement='    photos = {path.name: ("scikit-image", path) for path in default_photo_paths("all")}\n',
+        anchor='    photos = {path.name: ("scikit-image", path) for path in default_photo_paths("train")} |',
+        replacement='    photos = {path.name: ("scikit-image", path) for path in default_photo_paths("all")} |',
         tests=("tests/test_natural_tvq.py",),
     ),
     Mutation(
