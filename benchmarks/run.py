@@ -21,6 +21,7 @@
     python benchmarks/run.py --only tvq-rate-distortion    # the TextCam T-VQ against H.264 at matched bpp (~2 min)
     python benchmarks/run.py --only textcam-token-shift    # one-token pans in the TextCam T-VQ's tokens (~1 min)
     python benchmarks/run.py --only textcam-baselines      # copy / blend / camera-warp baselines on held-out TextCam (~2 min)
+    python benchmarks/run.py --only mmvg-textcam-copy-offsets  # which way the TextCam MMVG moves content (~2 min)
     python benchmarks/run.py --suite full                  # all of them
 
 Each table in RESULTS.md is replaced between its `<!-- name -->` markers and states the command
