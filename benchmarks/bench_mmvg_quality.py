@@ -57,8 +57,10 @@ def _quality_tables(model, processor, rows: list[dict], preset: str) -> str:
         complete_rows,
         counterfactual_rows,
         evaluate_completion,
+        is_textcam,
         results_table,
         score_clips,
+        step_agreement_table,
     )
     from transformers_mmvg.masking import task_given_indices
 
@@ -72,6 +74,12 @@ def _quality_tables(model, processor, rows: list[dict], preset: str) -> str:
     tasks_table = results_table(parallel).replace("| mmvg |", "| mmvg (parallel, 12 steps) |").replace(
         "| mmvg_autoregressive |", "| mmvg (autoregressive) |"
     )
+    if is_textcam(rows[0]):
+        steps_table = step_agreement_table(parallel).replace("| mmvg |", "| mmvg (parallel, 12 steps) |").replace(
+            "| mmvg_autoregressive |", "| mmvg (autoregressive) |"
+        )
+        tasks_table += ("\n\nPer camera motion, the share of its steps (frame t - 1 to t) that the motion check "
+                        "reads as that motion:\n\n" + steps_table)
 
     k_lines = ["| given frames K (prediction) | clips | caption following | centroid error (px), generated frames "
                "| PSNR (dB), generated frames |", "|---|---|---|---|---|"]

@@ -17,6 +17,7 @@ from transformers_mmvg.evaluation import (
     evaluate_completion,
     results_table,
     score_clips,
+    step_agreement_table,
     tvq_round_trip,
 )
 from transformers_mmvg.masking import given_mask_from_indices, task_given_indices
@@ -58,6 +59,14 @@ def test_evaluation_scores_textcam_clips_by_their_camera_motion(held_out_rows):
     assert results["infilling"]["camera_warp"]["num_clips"] == two_motions
     assert "linear_blend" not in results["prediction"]
     assert "| prediction | camera_warp | 12 | 100.0% | - |" in results_table(results)
+    # per camera motion, the share of its steps read as it: none for a still camera, all for the warp (from frame 0)
+    motions = {"left", "right", "up", "in", "out"}  # these 12 clips have no pan down
+    assert {motion for row in held_out_rows for motion in row["motions"]} == motions
+    assert results["prediction"]["copy_frame"]["step_agreement"] == dict.fromkeys(motions, 0.0)
+    assert results["prediction"]["camera_warp"]["step_agreement"] == dict.fromkeys(motions, 1.0)
+    table = step_agreement_table(results).splitlines()
+    assert table[0] == "| task | method | left steps | right steps | up steps | down steps | in steps | out steps |"
+    assert "| prediction | camera_warp | 100% | 100% | 100% | - | 100% | 100% |" in table
 
 
 def test_tvq_ceiling_is_the_true_clip_through_the_models_tvq_with_the_given_frames_kept(held_out_rows):
@@ -111,6 +120,10 @@ def test_run_mmvg_on_textcam_end_to_end(tmp_path):
     )  # fmt: skip
     assert metrics["train_steps"] == 2
     assert 0 <= metrics["eval_prediction_caption_following"] <= 1
+    # per camera motion, the share of its steps read as it, one figure each (the 4 clips' motions, no dict)
+    step_keys = {key for key in metrics if key.startswith("eval_prediction_") and key.endswith("_steps")}
+    assert step_keys and all(isinstance(metrics[key], float) for key in step_keys)
+    assert {key.split("_")[2] for key in step_keys} <= {"left", "right", "up", "down", "in", "out"}
     record = json.loads((mmvg_dir / "training_data.json").read_text())
     assert record["dataset"] == "textcam" and record["num_clips"] == 6
     assert MMVGVideoProcessor.from_pretrained(mmvg_dir).photo_crop_fraction == 0.5  # W / P of textcam-64x8

@@ -42,7 +42,7 @@ import numpy as np
 from .data import textcam
 from .data.textshapes import DEFAULT_PRESET, PRESETS, TRAINING_DATA_FILE, get_preset, write_held_out_textshapes
 from .data.video_folder import load_video_folder
-from .evaluation import METHODS, evaluate_completion, results_table, save_task_grid, task_rows
+from .evaluation import METHODS, evaluate_completion, results_table, save_task_grid, step_agreement_table, task_rows
 from .masking import TASKS
 from .training_runs import train_mmvg, train_tvq
 
@@ -176,6 +176,9 @@ def run_domain(domain: str, pipe, test_dir: Path, preset: str, out_dir: Path, de
         f"MMVG: {pipe.model.name_or_path}; {settings}. Infilling is scored on the two-segment clips, where only the "
         f"caption tells the path.\n\n{results_table(results)}\n"
     )
+    if domain == "textcam":
+        report += ("\nPer camera motion, the share of its steps that the motion check reads as that motion:\n\n"
+                   f"{step_agreement_table(results)}\n")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.md").write_text(report)
     (out_dir / "metrics.json").write_text(json.dumps({"settings": decoding, "results": results}, indent=2) + "\n")

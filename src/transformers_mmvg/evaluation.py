@@ -166,9 +166,11 @@ def score_clips(
     scored = [frame for frame in range(num_frames) if given_indices is None or frame not in set(given_indices)]
     if not scored:
         raise ValueError(f"every frame is given ({list(given_indices)}): no generated frame to score")
+    step_agreement = {}
     if is_textcam(rows[0]):
-        follows = [textcam.caption_check(video, _segments(row), preset).follows for video, row in zip(generated, rows)]
-        accuracy, finite = float(np.mean(follows)), []
+        checks = [textcam.caption_check(video, _segments(row), preset) for video, row in zip(generated, rows)]
+        accuracy, finite = float(np.mean([check.follows for check in checks])), []
+        step_agreement = _step_agreement(checks, rows, preset)
     else:
         metadata = [_metadata(row) for row in rows]
         accuracy = caption_following(generated, metadata, preset)["accuracy"]
@@ -186,7 +188,19 @@ def score_clips(
         "ssim": float(ssim(generated[:, scored], truth[:, scored]).mean()),
         "num_clips": len(rows),
         "scored_frames": scored,
+        **({"step_agreement": step_agreement} if step_agreement else {}),
     }
+
+
+def _step_agreement(checks: Sequence[textcam.CaptionCheck], rows: Sequence[dict], preset: str) -> dict[str, float]:
+    """Per camera motion, the share of the steps that the captions give it which the motion check reads as it
+    (a resting last step is not counted); motions no step has are left out."""
+    seen: dict[str, list[bool]] = {}
+    for check, row in zip(checks, rows):
+        for label, motion in zip(check.step_motions, textcam.step_motions(_segments(row), preset)):
+            if motion is not None:
+                seen.setdefault(motion, []).append(label == motion)
+    return {motion: float(np.mean(seen[motion])) for motion in textcam.MOTIONS if motion in seen}
 
 
 def task_rows(rows: Sequence[dict], task: str) -> list[dict]:
@@ -320,6 +334,19 @@ def results_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
+def step_agreement_table(results: dict[str, dict[str, dict]]) -> str:
+    """A markdown table of the TextCam results' `step_agreement`: per task and method, the share of each camera
+    motion's steps that the motion check reads as that motion."""
+    lines = ["| task | method | " + " | ".join(f"{motion} steps" for motion in textcam.MOTIONS) + " |",
+             "|---|---" + "|---" * len(textcam.MOTIONS) + "|"]
+    for task, methods in results.items():
+        for method, scores in methods.items():
+            shares = scores.get("step_agreement", {})
+            cells = [f"{100 * shares[motion]:.0f}%" if motion in shares else "-" for motion in textcam.MOTIONS]
+            lines.append(f"| {task} | {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 __all__ = [
     "METHODS",
     "camera_warp_baseline",
@@ -332,6 +359,7 @@ __all__ = [
     "results_table",
     "save_task_grid",
     "score_clips",
+    "step_agreement_table",
     "task_rows",
     "tvq_round_trip",
 ]

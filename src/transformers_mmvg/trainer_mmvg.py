@@ -156,7 +156,10 @@ class MMVGTrainer(AtomicSaveMixin, Trainer):
         extra = {}
         for task, methods in results.items():
             for name, value in methods["mmvg"].items():
-                if name != "scored_frames":  # the sample size (num_clips) is logged with every figure
+                if name == "step_agreement":  # TextCam: one figure per camera motion
+                    extra.update({f"{metric_key_prefix}_{task}_{motion}_steps": share
+                                  for motion, share in value.items()})  # fmt: skip
+                elif name != "scored_frames":  # the sample size (num_clips) is logged with every figure
                     extra[f"{metric_key_prefix}_{task}_{name}"] = value
         self.log(extra)
         return extra
