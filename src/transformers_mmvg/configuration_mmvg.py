@@ -51,11 +51,6 @@ class MMVGConfig(PreTrainedConfig):
             adds to the logit of each known token of that (2r + 1) x (2r + 1) neighbourhood a weight the final state
             gives its offset (a pointer to the previous frame): copying a token from the offset the caption selects
             is then a choice among (2r + 1)^2, not a 1-in-K class the network must rebuild from embeddings.
-        frame_copy_bias (`bool`, defaults to `False`): with `previous_frame_copy`, each offset's copy weight also
-            gets a term shared by every token of a frame, read from the encoder states {h} (the caption and the
-            given frames) by one query per frame, which also sees at which offsets frame t - 1's known tokens equal
-            frame t - 2's: a camera move shifts a whole frame alike, so the caption's direction, or the motion so
-            far, picks the offset once per frame instead of through each token's own state.
         dropout (`float`, defaults to 0.0), layer_norm_eps (`float`, defaults to 1e-5),
         initializer_range (`float`, defaults to 0.02).
 
@@ -111,7 +106,6 @@ class MMVGConfig(PreTrainedConfig):
     use_previous_frame_input: bool = True
     previous_frame_radius: int = 0
     previous_frame_copy: bool = False
-    frame_copy_bias: bool = False
     dropout: float | int = 0.0
     layer_norm_eps: float = 1e-5
     initializer_range: float = 0.02
@@ -180,8 +174,6 @@ class MMVGConfig(PreTrainedConfig):
             )
         if self.previous_frame_copy and not self.use_previous_frame_input:
             raise ValueError("`previous_frame_copy` needs `use_previous_frame_input`.")
-        if self.frame_copy_bias and not self.previous_frame_copy:
-            raise ValueError("`frame_copy_bias` needs `previous_frame_copy`.")
         if self.image_size != self.tvq_config.image_size:
             raise ValueError(
                 f"`image_size` ({self.image_size}) must equal the T-VQ's `tvq_config.image_size` "

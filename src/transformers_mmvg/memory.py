@@ -119,7 +119,6 @@ def mmvg_parameter_counts(config: MMVGConfig) -> tuple[int, int]:
     window_t, window_h, window_w = config.window_size
     linear = lambda fan_in, fan_out: fan_in * fan_out + fan_out  # noqa: E731
     attention = 4 * linear(hidden, hidden)
-    offsets = (2 * config.previous_frame_radius + 1) ** 2
     mlp = linear(hidden, inner) + linear(inner, hidden)
     encoder_layer = 2 * 2 * hidden + attention + mlp
     relative_bias = window_t * (2 * window_h - 1) * (2 * window_w - 1) * config.num_attention_heads
@@ -132,9 +131,7 @@ def mmvg_parameter_counts(config: MMVGConfig) -> tuple[int, int]:
         + 4 * hidden  # [SPAN], [MASK], previous [MASK], "no previous frame"
         + config.num_encoder_layers * encoder_layer + config.num_decoder_layers * decoder_layer
         + 2 * 2 * hidden + linear(hidden, code_dim) + linear(hidden, config.codebook_size)
-        + (linear(hidden, offsets) if config.previous_frame_copy else 0)
-        + ((config.num_frames * hidden + linear(offsets + 1, hidden) + attention + linear(hidden, offsets))
-           if config.frame_copy_bias else 0)  # MMVGFrameCopyBias
+        + (linear(hidden, (2 * config.previous_frame_radius + 1) ** 2) if config.previous_frame_copy else 0)
     )
     tvq = config.tvq_config
     conv = lambda fan_in, fan_out, kernel=3: kernel * kernel * fan_in * fan_out + fan_out  # noqa: E731

@@ -820,56 +820,10 @@ class MMVGModel(MMVGPreTrainedModel):
         )
 
 
-def previous_frame_matches(token_ids: torch.LongTensor, known: torch.BoolTensor, radius: int) -> torch.Tensor:
-    """How frame t - 1 matched frame t - 2, as seen from every frame t: (B, N, (2r + 1)^2 + 1), per offset (row-major,
-    as `previous_neighbourhood_ids`) the share of frame t - 1's tokens whose neighbour at that offset in frame t - 2
-    holds the same id (among the pairs known on both sides), then the share of such pairs. Zeros at frames 0 and 1.
-    `token_ids`, `known` (B, N, h, w)."""
-    ids, flags = previous_neighbourhood_ids(token_ids, known, radius)  # frame s against s - 1
-    pairs = flags & known[..., None]
-    equal = (ids == token_ids[..., None]) & pairs
-    counts = pairs.flatten(2, 3).sum(dim=2)  # (B, N, offsets)
-    shares = equal.flatten(2, 3).sum(dim=2) / counts.clamp(min=1)
-    tokens = token_ids.shape[2] * token_ids.shape[3]
-    features = torch.cat([shares, counts.amax(dim=-1, keepdim=True) / tokens], dim=-1).to(torch.float32)
-    return torch.cat([torch.zeros_like(features[:, :1]), features[:, :-1]], dim=1)  # frame t sees s = t - 1
-
-
-class MMVGFrameCopyBias(nn.Module):
-    """`config.frame_copy_bias`: one weight per copy offset and frame, shared by the frame's tokens. A query per
-    frame (its embedding plus a projection of `previous_frame_matches`) attends over the encoder states {h}; a
-    zero-initialised projection turns what it read into the offsets' weights."""
-
-    def __init__(self, config: MMVGConfig):
-        super().__init__()
-        offsets = (2 * config.previous_frame_radius + 1) ** 2
-        self.radius = config.previous_frame_radius
-        self.frame_queries = nn.Embedding(config.num_frames, config.hidden_size)
-        self.match_projection = nn.Linear(offsets + 1, config.hidden_size)
-        self.attention = MMVGAttention(config)
-        self.offset_weights = nn.Linear(config.hidden_size, offsets)
-        self.offset_weights.zero_init = True
-
-    def forward(
-        self,
-        token_ids: torch.LongTensor,
-        known: torch.BoolTensor,
-        encoder_hidden_states: torch.Tensor,
-        encoder_attention_mask: torch.BoolTensor,
-    ) -> torch.Tensor:
-        """(B, N, offsets) weights for the frames of `token_ids`/`known` (B, N, h, w), given {h} (B, L, D) and its
-        mask (B, L)."""
-        matches = previous_frame_matches(token_ids, known, self.radius).to(encoder_hidden_states.dtype)
-        queries = self.frame_queries.weight[: token_ids.shape[1]] + self.match_projection(matches)
-        read, _ = self.attention(queries, encoder_hidden_states, encoder_attention_mask[:, None, None, :].bool())
-        return self.offset_weights(read)
-
-
 class MMVGTokenHead(nn.Module):
     """Final states (..., D) -> class logits (..., K): a query scored against the frozen code vectors, plus a free,
     zero-initialised per-class term; with `previous_frame_copy`, plus a zero-initialised weight per offset of the
-    previous frame's neighbourhood, added to the logit of the token found there (when it is known); with
-    `frame_copy_bias`, that weight also has a per-frame part read from the encoder states ([`MMVGFrameCopyBias`])."""
+    previous frame's neighbourhood, added to the logit of the token found there (when it is known)."""
 
     def __init__(self, config: MMVGConfig):
         super().__init__()
@@ -881,7 +835,6 @@ class MMVGTokenHead(nn.Module):
         if config.previous_frame_copy:
             self.copy_weights = nn.Linear(config.hidden_size, (2 * self.copy_radius + 1) ** 2)
             self.copy_weights.zero_init = True
-        self.frame_copy_bias = MMVGFrameCopyBias(config) if config.frame_copy_bias else None
 
     def forward(
         self,
@@ -890,24 +843,14 @@ class MMVGTokenHead(nn.Module):
         token_ids: torch.LongTensor | None = None,
         known: torch.BoolTensor | None = None,
         frame_index: int | None = None,
-        encoder_hidden_states: torch.Tensor | None = None,
-        encoder_attention_mask: torch.BoolTensor | None = None,
     ) -> torch.Tensor:
         """`hidden_states` (B, L, D) of all frames or of frame `frame_index`, in (frame, row, column) order ->
-        logits (B, L, K). `token_ids` and `known` (B, N, h, w), the decoder's inputs, are needed for the copy term;
-        the encoder states {h} (B, L_enc, D) and their mask (B, L_enc) for `frame_copy_bias`."""
+        logits (B, L, K). `token_ids` and `known` (B, N, h, w), the decoder's inputs, are needed for the copy term."""
         logits = self.code_query(hidden_states) @ code_vectors.t() + self.class_logits(hidden_states)
         if self.copy_weights is None:
             return logits
         ids, flags = previous_neighbourhood_ids(token_ids, known, self.copy_radius, frame_index)
-        weights = self.copy_weights(hidden_states)
-        if self.frame_copy_bias is not None:
-            frame_weights = self.frame_copy_bias(token_ids, known, encoder_hidden_states, encoder_attention_mask)
-            if frame_index is not None:
-                frame_weights = frame_weights[:, frame_index, None]
-            tokens_per_frame = flags.shape[2] * flags.shape[3]
-            weights = (weights.unflatten(1, (-1, tokens_per_frame)) + frame_weights[:, :, None]).flatten(1, 2)
-        weights = weights.to(logits.dtype)
+        weights = self.copy_weights(hidden_states).to(logits.dtype)
         weights = torch.where(flags.flatten(1, 3), weights, torch.zeros((), dtype=logits.dtype, device=logits.device))
         return logits.scatter_add(-1, ids.flatten(1, 3), weights)
 
@@ -1031,9 +974,8 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
             video_token_ids, known, encoder_hidden_states, encoder_attention_mask, cache, frame_index, commit
         )
         logits = self.head(
-            decoded.last_hidden_state, self.model.embeddings.code_vectors(), video_token_ids, known, frame_index,
-            encoder_hidden_states, encoder_attention_mask,
-        )  # fmt: skip
+            decoded.last_hidden_state, self.model.embeddings.code_vectors(), video_token_ids, known, frame_index
+        )
         shape = video_token_ids.shape if frame_index is None else video_token_ids[:, 0].shape
         return logits.view(*shape, -1)
 
@@ -1149,11 +1091,7 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
             input_ids, token_ids, given_frames_mask, token_mask, attention_mask=attention_mask, **kwargs
         )
         known = ~token_mask  # what the decoder saw: every token but the masked ones
-        logits = self.head(
-            outputs.last_hidden_state, self.model.embeddings.code_vectors(), token_ids, known,
-            encoder_hidden_states=outputs.encoder_last_hidden_state,
-            encoder_attention_mask=outputs.encoder_attention_mask,
-        )  # fmt: skip
+        logits = self.head(outputs.last_hidden_state, self.model.embeddings.code_vectors(), token_ids, known)
         logits = logits.view(*token_ids.shape, -1)
 
         token_losses = F.cross_entropy(rearrange(logits, "b t h w k -> b k t h w").float(), token_ids,
