@@ -7,7 +7,7 @@
 #   make test-min-versions   the committed checkpoints and the pipeline under the lowest supported transformers
 #   make test-transformers-common   transformers' own common model tests (ModelTesterMixin) on tiny T-VQ and MMVG
 #   make tvq-textcam   re-make the natural-content T-VQ of checkpoints/tvq-textcam-64x8 (about an hour on 2 cores)
-#   make mmvg-textcam  re-make the TextCam MMVG of checkpoints/mmvg-textcam-64x8 (about an hour on 2 cores)
+#   make mmvg-textcam  re-make the TextCam MMVG of checkpoints/mmvg-textcam-64x8 (about 3 hours on 2 cores)
 #   make app   the Hugging Face Space's page (app.py) on http://127.0.0.1:7860
 #   make test-browser   the app in headless Chromium (Debian's chromium, installed by make browser-deps when missing)
 PYTHON ?= python3
@@ -86,7 +86,8 @@ tvq-textcam: $(STAMP)
 		--logging_steps 50 --save_strategy no --disable_tqdm True --output_dir $(TVQ_TEXTCAM)/model
 
 # The TextCam MMVG (checkpoints/README.md): 8,000 TextCam clips over the gathered photos and 200 of the held-out
-# photos (written by run_mmvg.py's --preset textcam-64x8), the committed natural-content T-VQ frozen, tokens cached.
+# photos (written by run_mmvg.py's --preset textcam-64x8), the committed natural-content T-VQ frozen, tokens cached;
+# 3,000 steps, then 3,000 more from that model with a fresh schedule (model-continued is the checkpoint).
 MMVG_TEXTCAM := outputs/mmvg-textcam
 MMVG_TEXTCAM_CONFIG := {"hidden_size": 128, "num_attention_heads": 4, "intermediate_size": 512, \
 	"num_encoder_layers": 1, "num_decoder_layers": 3, "window_size": [2, 8, 8], "previous_frame_radius": 1, \
@@ -97,6 +98,11 @@ mmvg-textcam: $(STAMP)
 		--config_overrides '$(MMVG_TEXTCAM_CONFIG)' --per_device_train_batch_size 16 --learning_rate 1e-3 \
 		--warmup_steps 200 --max_steps 3000 --eval_strategy steps --eval_steps 600 --save_steps 600 \
 		--logging_steps 50 --num_completion_eval_clips 48 --disable_tqdm True --output_dir $(MMVG_TEXTCAM)/model
+	OMP_NUM_THREADS=1 $(PY) examples/run_mmvg.py --model_name_or_path $(MMVG_TEXTCAM)/model --preset textcam-64x8 \
+		--data_dir $(MMVG_TEXTCAM)/data --num_train_clips 8000 --num_eval_clips 200 \
+		--per_device_train_batch_size 16 --learning_rate 5e-4 --warmup_steps 100 --max_steps 3000 \
+		--eval_strategy steps --eval_steps 1000 --save_steps 1000 --logging_steps 50 --num_completion_eval_clips 48 \
+		--disable_tqdm True --output_dir $(MMVG_TEXTCAM)/model-continued
 
 # The app of a Hugging Face Space (app.py; README.md's front matter): `make app` serves it on http://127.0.0.1:7860
 # (APP_HOST=... APP_PORT=... for others). The `app` extra (gradio, selenium) goes into the same .venv, once.

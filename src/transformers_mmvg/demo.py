@@ -24,7 +24,7 @@ Two domains, each with its own models and a folder of results under `--out`:
    `python benchmarks/run.py --only mmvg-quality,mmvg-textcam-quality`).
 4. Writes per domain `results.md` and `metrics.json`, a GIF per task made through the pipeline and `grid.png` (truth
    and the three completions of a few clips); on TextCam also `photo.gif`, a whole held-out photograph (any size)
-   through `pipeline(...)("the camera zooms in then pans left", images=[photo], task="prediction")`. `OUT/results.md`
+   through `pipeline(...)("the camera pans left then pans up", images=[photo], task="prediction")`. `OUT/results.md`
    holds both tables.
 """
 
@@ -54,7 +54,7 @@ TEXTCAM_MMVG_CHECKPOINT = CHECKPOINTS / "mmvg-textcam-64x8"
 DOMAINS = ("textshapes", "textcam")
 EXAMPLE_CLIPS = 4
 # the whole held-out photograph the TextCam part completes through the pipeline (photo.gif, the README's GIF)
-PHOTO_EXAMPLE = ("chelsea.png", "the camera zooms in then pans left")
+PHOTO_EXAMPLE = ("chelsea.png", "the camera pans left then pans up")
 
 # the commands that made the committed checkpoints (checkpoints/README.md), run here with --from-scratch
 TVQ_TRAINING_ARGS = ["--num_train_clips", "2000", "--num_eval_clips", "200"]
