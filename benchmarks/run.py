@@ -8,7 +8,7 @@
     python benchmarks/run.py --only mmvg-decoding          # parallel vs autoregressive completion time
     python benchmarks/run.py --only mmvg-scaling           # decoder time against the number of frames
     python benchmarks/run.py --only mmvg-quality           # trained MMVG on held-out TextShapes (~10 min)
-    python benchmarks/run.py --only mmvg-textcam-quality   # trained TextCam MMVG on held-out photos (~15 min)
+    python benchmarks/run.py --only mmvg-textcam-quality   # trained TextCam MMVG on held-out photos (~25 min)
     python benchmarks/run.py --only mmvg-steps             # quality vs parallel decoding steps (~5 min)
     python benchmarks/run.py --only train-speed            # training samples/s of both stages, peak memory (~1 min)
     python benchmarks/run.py --only efficiency             # achieved FLOP/s against the fp32 and bf16 matmul peaks
