@@ -8,7 +8,7 @@ import argparse
 import time
 from pathlib import Path
 
-from common import ROOT, WORK_DIR, benchmark, header
+from common import ROOT, WORK_DIR, benchmark, header, pan_source_interior
 
 
 def _held_out_rows(args: argparse.Namespace, num_clips: int = 200, seed: int = 2) -> list[dict]:
@@ -163,8 +163,6 @@ def mmvg_textcam_copy_offsets(args: argparse.Namespace) -> str:
     ids = torch.as_tensor(ids)
     text = processor(text=[row["text"] for row in rows], return_tensors="pt")
     num_clips, num_frames = ids.shape[:2]
-    # content slides opposite to the camera: panning left, token (i, j) of frame t was token (i, j - 1) of t - 1
-    source = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0), "same position": (0, 0)}
     opposite, perpendicular = textcam.OPPOSITES, {"left": "up", "right": "down", "up": "left", "down": "right"}
     counts: dict[tuple[bool, str], list[list[float]]] = {}
     given = torch.zeros(num_clips, num_frames, dtype=torch.bool)
@@ -180,17 +178,16 @@ def mmvg_textcam_copy_offsets(args: argparse.Namespace) -> str:
             ])  # fmt: skip
         predicted = logits[:, step, 1:-1, 1:-1].argmax(-1)
         for clip, row in enumerate(rows):
-            motions = textcam.step_motions(textcam.parse_caption(row["text"]))
+            motions = textcam.step_motions(row["motions"])
             motion = motions[step - 1]
             if motion not in perpendicular:
                 continue
             starts_segment = step == 1 or motions[step - 2] != motion
 
             def agreement(tokens: torch.Tensor, name: str) -> float:
-                dy, dx = source[name]
-                return float((tokens == ids[clip, step - 1, 1 + dy : 7 + dy, 1 + dx : 7 + dx]).float().mean())
+                return float((tokens == pan_source_interior(ids[clip, step - 1], name)).float().mean())
 
-            names = [motion, opposite[motion], perpendicular[motion], opposite[perpendicular[motion]], "same position"]
+            names = [motion, opposite[motion], perpendicular[motion], opposite[perpendicular[motion]], "still"]
             shares = [agreement(predicted[clip], name) for name in names]
             shares = [shares[0], shares[1], (shares[2] + shares[3]) / 2, shares[4]]
             truth = agreement(ids[clip, step, 1:-1, 1:-1], motion)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import ROOT, WORK_DIR, benchmark, fresh_dir, header
+from common import ROOT, WORK_DIR, benchmark, fresh_dir, header, pan_source_interior
 
 # The TextCam T-VQ's data, as checkpoints/README.md makes it: the gathered photos (data/photos.py), 4,000 training
 # clips over them, and 100 clips of the held-out photos (chelsea.png, rocket.jpg) with another seed.
@@ -238,28 +238,26 @@ def textcam_token_shift(args: argparse.Namespace) -> str:
     """How far a one-token camera pan is a copy in the T-VQ's tokens: on true single-pan clips of the held-out photos,
     the share of interior tokens of frame t equal to frame t - 1's at the pan's offset (and at the same position)."""
     from transformers_mmvg import TVQModel
-    from transformers_mmvg.data.textcam import write_textcam
+    from transformers_mmvg.data.textcam import PANS, write_textcam
     from transformers_mmvg.data.video_folder import load_video_folder
     from transformers_mmvg.evaluation import tvq_round_trip
     from transformers_mmvg.video_processing_mmvg import MMVGVideoProcessor
 
     model = TVQModel.from_pretrained(args.tvq_textcam).eval()
     video_processor = MMVGVideoProcessor.from_pretrained(args.tvq_textcam)
-    # content slides opposite to the camera: panning left, token (i, j) of frame t was token (i, j - 1) of t - 1
-    source_offsets = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0)}
     lines = ["| camera pan | clips | tokens equal to frame t - 1's at the pan's offset | at the same position |",
              "|---|---|---|---|"]
     folder = write_textcam(WORK_DIR / "textcam-single-motion", PRESET, 60, HELD_OUT_SEED, split="held_out",
                            num_motions=1, overwrite=True)  # fmt: skip
     dataset = load_video_folder(folder, num_frames=8, resolution=64)
-    for motion, (dy, dx) in source_offsets.items():
+    for motion in PANS:
         rows = [row for row in dataset if list(row["motions"]) == [motion]]
         if not rows:
             lines.append(f"| {motion} | 0 | - | - |")
             continue
         ids, _ = tvq_round_trip(model, video_processor, np.stack([row["frames"].numpy() for row in rows]))
         interior = ids[:, 1:, 1:-1, 1:-1]
-        shifted = ids[:, :-1, 1 + dy : 7 + dy, 1 + dx : 7 + dx]
+        shifted = pan_source_interior(ids[:, :-1], motion)
         lines.append(f"| {motion} | {len(rows)} | {(interior == shifted).mean():.2f} | "
                      f"{(ids[:, 1:] == ids[:, :-1]).mean():.2f} |")
     body = (

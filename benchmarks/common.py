@@ -34,6 +34,17 @@ SUITES = {
 }
 
 
+def pan_source_interior(tokens, motion: str):
+    """The tokens of frame t - 1 (`tokens`: ..., h, w) that a one-token camera pan `motion` moves onto the interior
+    (h - 2) x (w - 2) tokens of frame t, or the same positions for `"still"`. Content slides opposite to the camera:
+    panning left, token (i, j) of frame t was token (i, j - 1) of frame t - 1 (`textcam.PANS`' window step)."""
+    from transformers_mmvg.data.textcam import PANS
+
+    dx, dy = PANS[motion] if motion != "still" else (0, 0)
+    height, width = tokens.shape[-2:]
+    return tokens[..., 1 + dy : height - 1 + dy, 1 + dx : width - 1 + dx]
+
+
 def benchmark(name: str):
     def register(function: Callable[[argparse.Namespace], str]):
         BENCHMARKS[name] = function
