@@ -73,11 +73,16 @@ def test_decoder_is_block_causal_over_frames():
     assert not torch.allclose(logits[:, 4:], changed_logits[:, 4:])
 
 
-def test_frame_by_frame_decoding_with_the_cache_equals_the_full_decoder():
-    model = tiny_model()
+@pytest.mark.parametrize("neighbours", [{}, dict(previous_frame_radius=1, previous_frame_copy=True, next_frame_copy=True)])
+def test_frame_by_frame_decoding_with_the_cache_equals_the_full_decoder(neighbours):
+    model = tiny_model(**neighbours)
+    for name, parameter in model.named_parameters():
+        if "next" in name:
+            torch.nn.init.normal_(parameter)  # zero at the start: give the next frame's terms a part
     input_ids, attention_mask, pixels = batch(model)
     token_ids = model.tokenize_video(pixels)
     known = torch.rand(token_ids.shape, generator=torch.Generator().manual_seed(0)) < 0.5
+    known[:, 1] = True  # a finished frame: it does not read frame 2
     given = given_mask_from_indices([0, 5], 6)[None].expand(3, -1)
     encoded = model.model.encode(input_ids, attention_mask, token_ids, given)
     states, mask = encoded.encoder_last_hidden_state, encoded.encoder_attention_mask

@@ -51,6 +51,11 @@ class MMVGConfig(PreTrainedConfig):
             adds to the logit of each known token of that (2r + 1) x (2r + 1) neighbourhood a weight the final state
             gives its offset (a pointer to the previous frame): copying a token from the offset the caption selects
             is then a choice among (2r + 1)^2, not a 1-in-K class the network must rebuild from embeddings.
+        next_frame_copy (`bool`, defaults to `False`): with `previous_frame_copy`, the same neighbourhood of frame
+            t + 1 as well (its known tokens, read only by frames that still have masked tokens), as a decoder input
+            and as a second pointer in the token head: a frame generated before a known later frame (rewind,
+            infilling) copies from it at the offset the caption selects, as frames after a known frame copy from
+            frame t - 1. Its weights start at zero, so a model trained without it continues unchanged.
         dropout (`float`, defaults to 0.0), layer_norm_eps (`float`, defaults to 1e-5),
         initializer_range (`float`, defaults to 0.02).
 
@@ -106,6 +111,7 @@ class MMVGConfig(PreTrainedConfig):
     use_previous_frame_input: bool = True
     previous_frame_radius: int = 0
     previous_frame_copy: bool = False
+    next_frame_copy: bool = False
     dropout: float | int = 0.0
     layer_norm_eps: float = 1e-5
     initializer_range: float = 0.02
@@ -174,6 +180,8 @@ class MMVGConfig(PreTrainedConfig):
             )
         if self.previous_frame_copy and not self.use_previous_frame_input:
             raise ValueError("`previous_frame_copy` needs `use_previous_frame_input`.")
+        if self.next_frame_copy and not self.previous_frame_copy:
+            raise ValueError("`next_frame_copy` needs `previous_frame_copy`.")
         if self.image_size != self.tvq_config.image_size:
             raise ValueError(
                 f"`image_size` ({self.image_size}) must equal the T-VQ's `tvq_config.image_size` "

@@ -1,7 +1,8 @@
 """Sampling and the parallel (MaskGIT) decoding schedule, apart from the model.
 
 How one checkpoint serves both decoding modes: Dec^M is block-causal over frames (frame t attends to frames <= t)
-and sees, at every token, the token itself when it is known or [MASK] (and the same token of the previous frame).
+and sees, at every token, the token itself when it is known or [MASK] (and the same token of the previous frame;
+with `next_frame_copy`, a frame that still has masked tokens also reads the known tokens of frame t + 1).
 Training masks tokens in two ways (`masking.sample_token_mask`): as one step of autoregressive decoding (earlier
 frames known, the current frame partly masked, later ones fully masked) and as one step of parallel decoding (all
 generated frames masked at one ratio). So:

@@ -132,6 +132,8 @@ def mmvg_parameter_counts(config: MMVGConfig) -> tuple[int, int]:
         + config.num_encoder_layers * encoder_layer + config.num_decoder_layers * decoder_layer
         + 2 * 2 * hidden + linear(hidden, code_dim) + linear(hidden, config.codebook_size)
         + (linear(hidden, (2 * config.previous_frame_radius + 1) ** 2) if config.previous_frame_copy else 0)
+        + (linear((2 * config.previous_frame_radius + 1) ** 2 * (code_dim + 1), hidden)  # next frame's input
+           + linear(hidden, (2 * config.previous_frame_radius + 1) ** 2) if config.next_frame_copy else 0)
     )
     tvq = config.tvq_config
     conv = lambda fan_in, fan_out, kernel=3: kernel * kernel * fan_in * fan_out + fan_out  # noqa: E731

@@ -421,7 +421,29 @@ class MMVGDecoderCache:
         return self.cross_key_values[layer_idx]
 
 
-def previous_neighbourhood(codes: torch.Tensor, known: torch.BoolTensor, radius: int) -> torch.Tensor:
+def adjacent_frame(
+    token_ids: torch.LongTensor, known: torch.BoolTensor, step: int, frame_index: int | None = None
+) -> tuple[torch.LongTensor, torch.BoolTensor]:
+    """The ids and known flags of frame t + `step` (-1: the previous frame, +1: the next) aligned with every frame t
+    (B, N, h, w), or with frame `frame_index` (B, 1, h, w); the flags are False where that frame does not exist. The
+    next frame is read only by frames with masked tokens of their own (its flags are False at fully known frames): a
+    finished frame is context for later frames and never waits for its future, so what autoregressive decoding
+    caches when a frame is finished equals what the whole clip's pass computes."""
+    if step == -1:
+        ids = torch.cat([torch.zeros_like(token_ids[:, :1]), token_ids[:, :-1]], dim=1)
+        flags = torch.cat([torch.zeros_like(known[:, :1]), known[:, :-1]], dim=1)
+    elif step == 1:
+        ids = torch.cat([token_ids[:, 1:], torch.zeros_like(token_ids[:, :1])], dim=1)
+        flags = torch.cat([known[:, 1:], torch.zeros_like(known[:, :1])], dim=1)
+        flags = flags & ~known.flatten(2).all(dim=-1)[:, :, None, None]
+    else:
+        raise ValueError(f"`step` must be -1 or +1, got {step}.")
+    if frame_index is not None:
+        ids, flags = ids[:, frame_index, None], flags[:, frame_index, None]
+    return ids, flags
+
+
+def neighbourhood(codes: torch.Tensor, known: torch.BoolTensor, radius: int) -> torch.Tensor:
     """(B, T, h, w, C) code vectors and (B, T, h, w) known flags -> (B, T, h, w, (2r + 1)^2 * (C + 1)): at every
     position, `[code * known, known]` of each position (row + dy, column + dx), dy and dx in -r..r (row-major), with
     zeros off the grid."""
@@ -432,20 +454,14 @@ def previous_neighbourhood(codes: torch.Tensor, known: torch.BoolTensor, radius:
     return torch.cat([padded[:, :, dy : dy + height, dx : dx + width] for dy in offsets for dx in offsets], dim=-1)
 
 
-def previous_neighbourhood_ids(
-    token_ids: torch.LongTensor, known: torch.BoolTensor, radius: int, frame_index: int | None = None
+def neighbourhood_ids(
+    token_ids: torch.LongTensor, known: torch.BoolTensor, radius: int
 ) -> tuple[torch.LongTensor, torch.BoolTensor]:
-    """The ids and known flags of the (2r + 1)^2 tokens of frame t - 1 around each token of every frame (or of frame
-    `frame_index`): (B, T, h, w, (2r + 1)^2) each, offsets row-major as in `previous_neighbourhood`; off the grid and
-    at frame 0 the flag is False. `token_ids`, `known` (B, N, h, w)."""
-    previous_ids = torch.cat([torch.zeros_like(token_ids[:, :1]), token_ids[:, :-1]], dim=1)
-    previous_known = torch.cat([torch.zeros_like(known[:, :1]), known[:, :-1]], dim=1)
-    if frame_index is not None:
-        previous_ids = previous_ids[:, frame_index, None]
-        previous_known = previous_known[:, frame_index, None]
+    """The ids and known flags of the (2r + 1)^2 positions around each position of `token_ids`, `known` (B, T, h, w):
+    (B, T, h, w, (2r + 1)^2) each, offsets row-major as in `neighbourhood`; off the grid the flag is False."""
     height, width = known.shape[-2:]
-    padded_ids = F.pad(previous_ids, (radius, radius, radius, radius))
-    padded_known = F.pad(previous_known, (radius, radius, radius, radius))  # False off the grid
+    padded_ids = F.pad(token_ids, (radius, radius, radius, radius))
+    padded_known = F.pad(known, (radius, radius, radius, radius))  # False off the grid
     offsets = [(dy, dx) for dy in range(2 * radius + 1) for dx in range(2 * radius + 1)]
     ids = torch.stack([padded_ids[..., dy : dy + height, dx : dx + width] for dy, dx in offsets], dim=-1)
     flags = torch.stack([padded_known[..., dy : dy + height, dx : dx + width] for dy, dx in offsets], dim=-1)
@@ -459,7 +475,8 @@ class MMVGEmbeddings(nn.Module):
       modality, frame and spatial position embeddings. LP^v acts on the frozen T-VQ code vectors
       (`visual_token_embeddings`, a copy of the T-VQ's codebook), so similar patches start with similar embeddings.
     - Dec^M reads every visual token (or [MASK]) plus the same token of the previous frame (or [MASK], or "no
-      previous frame" at frame 0), with the same frame and spatial positions.
+      previous frame" at frame 0) or its neighbourhood (`previous_frame_radius`), with `next_frame_copy` also the
+      next frame's neighbourhood, with the same frame and spatial positions.
     """
 
     def __init__(self, config: MMVGConfig):
@@ -489,6 +506,12 @@ class MMVGEmbeddings(nn.Module):
         )
         self.previous_mask_embedding = nn.Parameter(torch.zeros(hidden))
         self.previous_start_embedding = nn.Parameter(torch.zeros(hidden))
+        # the next frame's neighbourhood (`next_frame_copy`); zero at the start, so a model trained without it
+        # continues unchanged
+        self.next_token_projection = None
+        if config.next_frame_copy:
+            self.next_token_projection = nn.Linear((2 * radius + 1) ** 2 * (code_dim + 1), hidden)
+            self.next_token_projection.zero_init = True
 
     def code_vectors(self) -> torch.Tensor:
         """The frozen T-VQ code vectors (K, codebook_dim)."""
@@ -519,26 +542,28 @@ class MMVGEmbeddings(nn.Module):
         if frame_index is None:
             frames = torch.arange(token_ids.shape[1], device=token_ids.device)
             own_ids, own_known = token_ids, known
-            previous_ids = torch.cat([torch.zeros_like(token_ids[:, :1]), token_ids[:, :-1]], dim=1)
-            previous_known = torch.cat([torch.zeros_like(known[:, :1]), known[:, :-1]], dim=1)
         else:
             frames = torch.tensor([frame_index], device=token_ids.device)
             own_ids, own_known = token_ids[:, frame_index, None], known[:, frame_index, None]
-            previous = max(frame_index - 1, 0)
-            previous_ids, previous_known = token_ids[:, previous, None], known[:, previous, None]
         codes = self.code_vectors()
         own = self.decoder_token_projection(F.embedding(own_ids, codes))
         hidden_states = torch.where(own_known[..., None], own, self.mask_embedding)
-        if self.previous_token_projection is not None and self.previous_frame_radius > 0:
-            previous = self.previous_token_projection(
-                previous_neighbourhood(F.embedding(previous_ids, codes), previous_known, self.previous_frame_radius)
-            )
-        elif self.previous_token_projection is not None:
-            previous = self.previous_token_projection(F.embedding(previous_ids, codes))
-            previous = torch.where(previous_known[..., None], previous, self.previous_mask_embedding)
+        radius = self.previous_frame_radius
         if self.previous_token_projection is not None:
+            previous_ids, previous_known = adjacent_frame(token_ids, known, -1, frame_index)
+            previous_codes = F.embedding(previous_ids, codes)
+            if radius > 0:
+                previous = self.previous_token_projection(neighbourhood(previous_codes, previous_known, radius))
+            else:
+                previous = self.previous_token_projection(previous_codes)
+                previous = torch.where(previous_known[..., None], previous, self.previous_mask_embedding)
             is_first = (frames == 0)[None, :, None, None, None]
             hidden_states = hidden_states + torch.where(is_first, self.previous_start_embedding, previous)
+        if self.next_token_projection is not None:
+            next_ids, next_known = adjacent_frame(token_ids, known, 1, frame_index)
+            hidden_states = hidden_states + self.next_token_projection(
+                neighbourhood(F.embedding(next_ids, codes), next_known, radius)
+            )
         height, width = token_ids.shape[2:]
         spatial = self.spatial_position_embeddings.weight.view(height, width, -1)
         hidden_states = hidden_states + self.frame_position_embeddings(frames)[None, :, None, None] + spatial
@@ -822,8 +847,9 @@ class MMVGModel(MMVGPreTrainedModel):
 
 class MMVGTokenHead(nn.Module):
     """Final states (..., D) -> class logits (..., K): a query scored against the frozen code vectors, plus a free,
-    zero-initialised per-class term; with `previous_frame_copy`, plus a zero-initialised weight per offset of the
-    previous frame's neighbourhood, added to the logit of the token found there (when it is known)."""
+    zero-initialised per-class term; with `previous_frame_copy` (and `next_frame_copy`), plus a zero-initialised
+    weight per offset of the previous (next) frame's neighbourhood, added to the logit of the token found there
+    (when it is known)."""
 
     def __init__(self, config: MMVGConfig):
         super().__init__()
@@ -831,10 +857,14 @@ class MMVGTokenHead(nn.Module):
         self.class_logits = nn.Linear(config.hidden_size, config.codebook_size)
         self.class_logits.zero_init = True
         self.copy_radius = config.previous_frame_radius
-        self.copy_weights = None
+        offsets = (2 * self.copy_radius + 1) ** 2
+        self.copy_weights = self.next_copy_weights = None
         if config.previous_frame_copy:
-            self.copy_weights = nn.Linear(config.hidden_size, (2 * self.copy_radius + 1) ** 2)
+            self.copy_weights = nn.Linear(config.hidden_size, offsets)
             self.copy_weights.zero_init = True
+        if config.next_frame_copy:
+            self.next_copy_weights = nn.Linear(config.hidden_size, offsets)
+            self.next_copy_weights.zero_init = True
 
     def forward(
         self,
@@ -845,14 +875,16 @@ class MMVGTokenHead(nn.Module):
         frame_index: int | None = None,
     ) -> torch.Tensor:
         """`hidden_states` (B, L, D) of all frames or of frame `frame_index`, in (frame, row, column) order ->
-        logits (B, L, K). `token_ids` and `known` (B, N, h, w), the decoder's inputs, are needed for the copy term."""
+        logits (B, L, K). `token_ids` and `known` (B, N, h, w), the decoder's inputs, are needed for the copy terms."""
         logits = self.code_query(hidden_states) @ code_vectors.t() + self.class_logits(hidden_states)
-        if self.copy_weights is None:
-            return logits
-        ids, flags = previous_neighbourhood_ids(token_ids, known, self.copy_radius, frame_index)
-        weights = self.copy_weights(hidden_states).to(logits.dtype)
-        weights = torch.where(flags.flatten(1, 3), weights, torch.zeros((), dtype=logits.dtype, device=logits.device))
-        return logits.scatter_add(-1, ids.flatten(1, 3), weights)
+        for step, copy_weights in ((-1, self.copy_weights), (1, self.next_copy_weights)):
+            if copy_weights is None:
+                continue
+            ids, flags = neighbourhood_ids(*adjacent_frame(token_ids, known, step, frame_index), self.copy_radius)
+            weights = copy_weights(hidden_states).to(logits.dtype)
+            zero = torch.zeros((), dtype=logits.dtype, device=logits.device)
+            logits = logits.scatter_add(-1, ids.flatten(1, 3), torch.where(flags.flatten(1, 3), weights, zero))
+        return logits
 
 
 class MMVGForVideoCompletion(MMVGPreTrainedModel):
