@@ -7,7 +7,7 @@
 #   make test-min-versions   the committed checkpoints and the pipeline under the lowest supported transformers
 #   make test-transformers-common   transformers' own common model tests (ModelTesterMixin) on tiny T-VQ and MMVG
 #   make tvq-textcam   re-make the natural-content T-VQ of checkpoints/tvq-textcam-64x8 (about an hour on 2 cores)
-#   make mmvg-textcam  re-make the TextCam MMVG of checkpoints/mmvg-textcam-64x8 (about 3 hours on 2 cores)
+#   make mmvg-textcam  re-make the TextCam MMVG of checkpoints/mmvg-textcam-64x8 (about 4 hours on 2 cores)
 #   make app   the Hugging Face Space's page (app.py) on http://127.0.0.1:7860
 #   make test-browser   the app in headless Chromium (Debian's chromium, installed by make browser-deps when missing)
 PYTHON ?= python3
@@ -103,6 +103,11 @@ mmvg-textcam: $(STAMP)
 		--per_device_train_batch_size 16 --learning_rate 5e-4 --warmup_steps 100 --max_steps 3000 \
 		--eval_strategy steps --eval_steps 1000 --save_steps 1000 --logging_steps 50 --num_completion_eval_clips 48 \
 		--disable_tqdm True --output_dir $(MMVG_TEXTCAM)/model-continued
+	OMP_NUM_THREADS=2 $(PY) examples/run_mmvg.py --model_name_or_path $(MMVG_TEXTCAM)/model-continued \
+		--config_overrides '{"next_frame_copy": true}' --preset textcam-64x8 --data_dir $(MMVG_TEXTCAM)/data \
+		--num_train_clips 8000 --num_eval_clips 200 --per_device_train_batch_size 16 --learning_rate 5e-4 \
+		--warmup_steps 100 --max_steps 2500 --eval_strategy steps --eval_steps 1250 --save_steps 500 \
+		--logging_steps 50 --num_completion_eval_clips 48 --disable_tqdm True --output_dir $(MMVG_TEXTCAM)/model-next
 
 # The app of a Hugging Face Space (app.py; README.md's front matter): `make app` serves it on http://127.0.0.1:7860
 # (APP_HOST=... APP_PORT=... for others). The `app` extra (gradio, selenium) goes into the same .venv, once.
