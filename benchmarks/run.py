@@ -20,6 +20,7 @@
     python benchmarks/run.py --only tvq-textcam-augmentation  # the checkpoint's recipe without augmentation (~1 h)
     python benchmarks/run.py --only tvq-rate-distortion    # the TextCam T-VQ against H.264 at matched bpp (~2 min)
     python benchmarks/run.py --only textcam-token-shift    # one-token pans in the TextCam T-VQ's tokens (~1 min)
+    python benchmarks/run.py --only textcam-token-zoom     # zooms made of token copies, read by the motion check (~1 min)
     python benchmarks/run.py --only textcam-baselines      # copy / blend / camera-warp baselines on held-out TextCam (~2 min)
     python benchmarks/run.py --only mmvg-textcam-copy-offsets  # which way the TextCam MMVG moves content (~2 min)
     python benchmarks/run.py --suite full                  # all of them
