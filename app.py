@@ -265,6 +265,7 @@ def complete(
         f"**{num_frames} frames**, {given} given (outlined in the strip). "
         f"{domain.label} model `{domain.model_folder.name}`, {decoding} decoding"
         + (f" in {int(num_inference_steps)} steps" if decoding == "parallel" else "")
+        + (f" in {int(num_inference_steps)} steps a frame" if decoding == "frame_by_frame" else "")
         + f", guidance {float(guidance_scale):g}, temperature {float(temperature):g}"
         + (f", seed {int(seed)}" if float(temperature) > 0 else " (greedy)")
         + f"; {seconds:.1f} s."
@@ -348,8 +349,10 @@ def build_app() -> gr.Blocks:
                 )  # fmt: skip
                 with gr.Accordion("Settings", open=False):
                     decoding = gr.Radio(
-                        ["parallel", "autoregressive"], value="parallel", label="Decoding",
-                        info="parallel: MaskGIT-style, a few model calls; autoregressive: one token at a time (slow)",
+                        ["parallel", "frame_by_frame", "autoregressive"], value="parallel", label="Decoding",
+                        info="parallel: MaskGIT-style, a few model calls; frame_by_frame: the same, one frame at a "
+                        "time from the given frames outwards (steps per frame); autoregressive: one token at a time "
+                        "(slow)",
                     )  # fmt: skip
                     num_inference_steps = gr.Slider(1, 32, value=12, step=1, label="Parallel decoding steps")
                     guidance_scale = gr.Slider(

@@ -219,3 +219,51 @@ def test_parallel_decode_keeps_known_tokens_and_uses_num_steps_calls():
 def test_parallel_decode_rejects_zero_steps():
     with pytest.raises(ValueError, match="num_steps"):
         parallel_decode(lambda ids, known, frame: None, torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 2).bool(), 0)
+
+
+# -- frame-by-frame decoding -------------------------------------------------------------------------------------
+
+
+def test_decoding_order_starts_next_to_the_given_frames():
+    from transformers_mmvg.decoding import decoding_order
+
+    def known_of(*rows):  # one clip per row of given-frame flags, 2 x 2 tokens a frame
+        return torch.tensor(rows, dtype=torch.bool)[:, :, None, None].expand(-1, -1, 2, 2)
+
+    # prediction, rewind, infilling, two given frames inside, none given
+    known = known_of([1, 0, 0, 0, 0], [0, 0, 0, 0, 1], [1, 0, 0, 0, 1], [0, 1, 0, 1, 0], [0, 0, 0, 0, 0])
+    assert decoding_order(known).tolist() == [
+        [1, 2, 3, 4, -1], [3, 2, 1, 0, -1], [1, 3, 2, -1, -1], [0, 2, 4, -1, -1], [0, 1, 2, 3, 4]
+    ]
+    # a frame with some known tokens is still decoded; a clip with nothing to do gets an empty order
+    partly = known_of([1, 0, 0]).clone()
+    partly[0, 2, 0, 0] = True
+    assert decoding_order(partly).tolist() == [[1, 2]]
+    assert decoding_order(known_of([1, 1])).shape == (1, 0)
+
+
+def test_frame_by_frame_decode_finishes_each_frame_before_the_next():
+    from transformers_mmvg.decoding import frame_by_frame_decode
+
+    target = torch.arange(2 * 4 * 3).view(2, 4, 3) % 7  # (B, N, tokens)
+    seen = []
+
+    def logits_fn(token_ids, known, frame=None):
+        seen.append(known.clone())
+        return torch.nn.functional.one_hot(target, 7).float() * 10
+
+    token_ids = torch.full((2, 4, 3), 5)
+    known = torch.zeros(2, 4, 3, dtype=torch.bool)
+    known[0, 0] = True  # clip 0: prediction from frame 0
+    known[1, 3] = True  # clip 1: rewind from frame 3
+    out = frame_by_frame_decode(logits_fn, token_ids, known, num_steps=2, temperature=0)
+    assert len(seen) == 3 * 2  # three frames, two calls each
+    # clip 0 goes forwards, clip 1 backwards: at the first call of the k-th frame, exactly the frames before it in
+    # that order are finished and the rest are masked
+    for rank, (forward, backward) in enumerate([(1, 2), (2, 1), (3, 0)]):
+        first = seen[2 * rank]
+        assert first[0].all(dim=-1).tolist() == [frame < forward for frame in range(4)]
+        assert first[1].all(dim=-1).tolist() == [frame > backward for frame in range(4)]
+        assert not first[0, forward].any() and not first[1, backward].any()
+    assert torch.equal(out[0, 0], token_ids[0, 0]) and torch.equal(out[1, 3], token_ids[1, 3])  # given: unchanged
+    assert torch.equal(out[0, 1:], target[0, 1:]) and torch.equal(out[1, :3], target[1, :3])

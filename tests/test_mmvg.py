@@ -249,20 +249,21 @@ def test_a_tiny_model_overfits_a_handful_of_textshapes_clips():
     completions = {
         decoding: model.complete(text["input_ids"], text["attention_mask"], video_token_ids=token_ids,
                                  given_frames_mask=given, temperature=0, decoding=decoding).token_ids
-        for decoding in ("parallel", "autoregressive")
+        for decoding in ("parallel", "frame_by_frame", "autoregressive")
     }
     hidden = ~given
     for decoding, completed in completions.items():
         recovered = (completed == token_ids)[hidden].float().mean()
         assert recovered > 0.95, (decoding, recovered)
-    agreement = (completions["parallel"] == completions["autoregressive"])[hidden].float().mean()
-    assert agreement > 0.95, agreement
+    for decoding in ("parallel", "frame_by_frame"):
+        agreement = (completions[decoding] == completions["autoregressive"])[hidden].float().mean()
+        assert agreement > 0.95, (decoding, agreement)
 
 
 # -- completion ----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("decoding", ["parallel", "autoregressive"])
+@pytest.mark.parametrize("decoding", ["parallel", "frame_by_frame", "autoregressive"])
 @pytest.mark.parametrize("task", ["prediction", "rewind", "infilling"])
 def test_completion_keeps_given_frames_exactly_and_is_reproducible(decoding, task):
     model = tiny_model()
@@ -288,7 +289,7 @@ def test_completion_from_any_given_frames_per_clip_and_with_guidance():
     model = tiny_model()
     input_ids, attention_mask, pixels = batch(model, batch_size=3)
     given = torch.stack([given_mask_from_indices(indices, 6) for indices in ([1, 3], [], [0, 2, 4, 5])])
-    for decoding in ("parallel", "autoregressive"):
+    for decoding in ("parallel", "frame_by_frame", "autoregressive"):
         output = model.complete(input_ids, attention_mask, pixels, given, decoding=decoding, guidance_scale=3.0,
                                 generator=torch.Generator().manual_seed(0))
         assert torch.equal(output.frames[given], pixels[given])
@@ -305,7 +306,7 @@ def test_greedy_decoding_modes_agree_when_the_model_ignores_its_inputs():
         model.head.class_logits.bias[5] = 4.0
     input_ids, attention_mask, pixels = batch(model, batch_size=1)
     given = given_mask_from_indices([0], 6)[None]
-    for decoding in ("parallel", "autoregressive"):
+    for decoding in ("parallel", "frame_by_frame", "autoregressive"):
         output = model.complete(input_ids, attention_mask, pixels, given, decoding=decoding, temperature=0)
         assert (output.token_ids[0, 1:] == 5).all()
 
@@ -379,7 +380,7 @@ def test_from_tvq_copies_the_trained_tokenizer(tmp_path):
     assert not model.tvq.training
 
 
-@pytest.mark.parametrize("decoding", ["parallel", "autoregressive"])
+@pytest.mark.parametrize("decoding", ["parallel", "frame_by_frame", "autoregressive"])
 def test_guidance_scale_zero_is_the_empty_prompt(decoding):
     # uncond + 0 * (cond - uncond) = uncond: greedy completion with scale 0 must equal the empty prompt's own
     model = tiny_model()

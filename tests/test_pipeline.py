@@ -98,7 +98,7 @@ def test_batched_prompts_match_single_calls_under_greedy_decoding(pipe):
         assert np.array_equal(single["frames"], result["frames"])
 
 
-@pytest.mark.parametrize("decoding", ["parallel", "autoregressive"])
+@pytest.mark.parametrize("decoding", ["parallel", "frame_by_frame", "autoregressive"])
 def test_seed_and_generator_make_sampling_reproducible(pipe, decoding):
     kwargs = dict(images=[frame(0)], output_type="np", decoding=decoding, num_inference_steps=3, progress=False,
                   top_k=5, top_p=0.9, guidance_scale=2.0)

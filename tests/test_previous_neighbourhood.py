@@ -71,7 +71,7 @@ def test_the_next_frame_is_read_only_by_frames_with_masked_tokens():
 
 
 @pytest.mark.parametrize("copy", ["none", "previous", "both"])
-@pytest.mark.parametrize("decoding", ["parallel", "autoregressive"])
+@pytest.mark.parametrize("decoding", ["parallel", "frame_by_frame", "autoregressive"])
 def test_a_model_with_a_neighbourhood_trains_and_completes(decoding, copy):
     from tiny_models import tiny_model, tiny_processor
 

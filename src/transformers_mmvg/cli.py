@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .decoding import DECODING_MODES
 from .masking import TASKS
 
 OUTPUT_SUFFIXES = (".gif", ".mp4", ".png")
@@ -34,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     complete.add_argument("--num-given-frames", type=int, default=None, help="with --video: frames given")
     complete.add_argument("--out", required=True, help=f"output file ({', '.join(OUTPUT_SUFFIXES)})")
     complete.add_argument("--grid", default=None, help="also write the side-by-side PNG here")
-    complete.add_argument("--decoding", choices=("parallel", "autoregressive"), default="parallel")
+    complete.add_argument("--decoding", choices=tuple(DECODING_MODES), default="parallel")
     complete.add_argument("--steps", type=int, default=12, help="parallel decoding steps")
     complete.add_argument("--guidance-scale", type=float, default=1.0)
     complete.add_argument("--temperature", type=float, default=1.0)

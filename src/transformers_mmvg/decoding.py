@@ -11,6 +11,10 @@ generated frames masked at one ratio). So:
   states of finished frames cached (N * h * w model calls; the order of the released code's GPT sampler);
 - `parallel`: all missing tokens of all frames start as [MASK]; each step samples every masked token, keeps the
   most confident ones and re-masks the rest, fewer each step along the cosine schedule (`num_steps` model calls).
+- `frame_by_frame`: one frame at a time, nearest to a given frame first (prediction forwards, rewind backwards,
+  infilling from both ends inwards), each frame by the parallel schedule while the frames not yet reached stay
+  [MASK] (`num_steps` model calls per frame). Each frame is finished before its neighbour is started, so a moving
+  object is copied from one side only, as in autoregressive decoding, at a fraction of its calls.
 
 Both loops and classifier-free guidance talk to the model through one function, `LogitsFn`; the model builds it
 (`modeling_mmvg.MMVGVideoLogits`) and knows nothing of schedules.
@@ -159,6 +163,21 @@ def classifier_free_guidance(logits_fn: LogitsFn, guidance_scale: float) -> Logi
     return guided
 
 
+def maskgit_step(
+    logits: torch.Tensor, token_ids: torch.Tensor, known: torch.Tensor, num_unknown: torch.Tensor, step: int,
+    num_steps: int, **sampling,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step `step` of `num_steps` of the MaskGIT schedule on flat (B, L) ids and known flags, from the logits
+    (B, L, K): sample every unknown token, commit the most confident so that `masked_after_step(num_unknown, ...)`
+    stay masked. Returns the new ids and known flags; known tokens never change. `sampling`: `sample_tokens`'."""
+    sampled, confidence = sample_tokens(logits, **sampling)
+    sampled = torch.where(known, token_ids, sampled)
+    confidence = confidence.masked_fill(known, float("inf"))
+    ranks = confidence.argsort(dim=1).argsort(dim=1)
+    keep_masked = ranks < masked_after_step(num_unknown, step, num_steps)[:, None]
+    return torch.where(keep_masked, token_ids, sampled), ~keep_masked
+
+
 def parallel_decode(
     logits_fn: LogitsFn,
     token_ids: torch.Tensor,
@@ -189,14 +208,8 @@ def parallel_decode(
         if known.all():
             break
         logits = logits_fn(token_ids.view(shape), known.view(shape), None).flatten(1, -2)
-        sampled, confidence = sample_tokens(logits, temperature, top_k, top_p, generator)
-        sampled = torch.where(known, token_ids, sampled)
-        confidence = confidence.masked_fill(known, float("inf"))
-        still_masked = masked_after_step(num_unknown, step, num_steps)
-        ranks = confidence.argsort(dim=1).argsort(dim=1)
-        keep_masked = ranks < still_masked[:, None]
-        token_ids = torch.where(keep_masked, token_ids, sampled)
-        known = ~keep_masked
+        token_ids, known = maskgit_step(logits, token_ids, known, num_unknown, step, num_steps, temperature=temperature,
+                                        top_k=top_k, top_p=top_p, generator=generator)  # fmt: skip
     return token_ids.view(shape)
 
 
@@ -233,7 +246,71 @@ def autoregressive_decode(
     return token_ids
 
 
-DECODING_MODES = {"parallel": parallel_decode, "autoregressive": autoregressive_decode}
+def decoding_order(known: torch.Tensor) -> torch.Tensor:
+    """The order `frame_by_frame_decode` completes the frames of each clip in: (B, M) frame indices, M the largest
+    number of frames with unknown tokens in a clip, padded with -1. Frames with unknown tokens are sorted by their
+    distance to the nearest fully known frame (ties: the earlier frame first); with no such frame, in order.
+    `known` (B, N, h, w)."""
+    finished = known.flatten(2).all(dim=-1)  # (B, N)
+    num_frames = finished.shape[1]
+    frames = torch.arange(num_frames, device=known.device)
+    distance = (frames[:, None] - frames[None, :]).abs()  # (N, N)
+    far = num_frames  # farther than any frame: clips without a known frame go in frame order
+    nearest = torch.where(finished[:, None, :], distance[None], far).amin(dim=-1)  # (B, N)
+    key = torch.where(finished, 2 * far * num_frames, nearest * num_frames + frames)  # finished frames last
+    order = key.argsort(dim=1)
+    num_open = (~finished).sum(dim=1)
+    width = int(num_open.max()) if num_frames else 0
+    order = order[:, :width]
+    return torch.where(torch.arange(width, device=known.device)[None] < num_open[:, None], order, -1)
+
+
+def frame_by_frame_decode(
+    logits_fn: LogitsFn,
+    token_ids: torch.Tensor,
+    known: torch.Tensor,
+    num_steps: int = 4,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Frames one at a time in `decoding_order`, each by the MaskGIT schedule of `parallel_decode` over that frame's
+    unknown tokens (`num_steps` calls of `logits_fn(..., frame=None)` per frame; the frames not yet reached are read
+    as [MASK]).
+
+    `token_ids`, `known` (B, N, h, w). Returns the completed ids; known entries are returned unchanged."""
+    if num_steps < 1:
+        raise ValueError(f"`num_steps` must be >= 1, got {num_steps}.")
+    token_ids, known = token_ids.clone(), known.clone()
+    order = decoding_order(known)
+    batch = torch.arange(token_ids.shape[0], device=token_ids.device)
+    bar = tqdm(total=order.shape[1] * num_steps, desc="frame-by-frame decoding", disable=not progress, leave=False)
+    for rank in range(order.shape[1]):
+        frame = order[:, rank].clamp(min=0)  # (B,); clips with no frame left at this rank change nothing
+        active = order[:, rank] >= 0
+        frame_known = known[batch, frame].flatten(1) | ~active[:, None]  # (B, h * w)
+        num_unknown = (~frame_known).sum(dim=1)
+        for step in range(num_steps):
+            bar.update(1)
+            if frame_known.all():
+                continue
+            logits = logits_fn(token_ids, known, None)[batch, frame].flatten(1, -2)
+            frame_ids, frame_known = maskgit_step(logits, token_ids[batch, frame].flatten(1), frame_known, num_unknown,
+                                                  step, num_steps, temperature=temperature, top_k=top_k, top_p=top_p,
+                                                  generator=generator)  # fmt: skip
+            token_ids[batch, frame] = frame_ids.view_as(token_ids[batch, frame])
+            known[batch, frame] = known[batch, frame] | (frame_known & active[:, None]).view_as(known[batch, frame])
+    bar.close()
+    return token_ids
+
+
+DECODING_MODES = {
+    "parallel": parallel_decode,
+    "frame_by_frame": frame_by_frame_decode,
+    "autoregressive": autoregressive_decode,
+}
 
 
 def decode_tokens(
@@ -260,6 +337,8 @@ def decode_tokens(
     sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, generator=generator, progress=progress)
     if decoding == "parallel":
         return parallel_decode(logits_fn, token_ids, known, num_inference_steps, **sampling)
+    if decoding == "frame_by_frame":
+        return frame_by_frame_decode(logits_fn, token_ids, known, num_inference_steps, **sampling)
     return autoregressive_decode(logits_fn, token_ids, known, **sampling)
 
 
@@ -270,9 +349,12 @@ __all__ = [
     "check_decoding_settings",
     "classifier_free_guidance",
     "decode_tokens",
+    "decoding_order",
     "filter_logits",
+    "frame_by_frame_decode",
     "guided_logits",
     "masked_after_step",
+    "maskgit_step",
     "parallel_decode",
     "sample_tokens",
 ]

@@ -43,6 +43,7 @@ from .data import textcam
 from .data.textshapes import DEFAULT_PRESET, PRESETS, TRAINING_DATA_FILE, get_preset, write_held_out_textshapes
 from .data.video_folder import load_video_folder
 from .evaluation import METHODS, evaluate_completion, results_table, save_task_grid, step_agreement_table, task_rows
+from .decoding import DECODING_MODES
 from .masking import TASKS
 from .training_runs import train_mmvg, train_tvq
 
@@ -208,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tvq", type=Path, default=TVQ_CHECKPOINT, help="TextShapes T-VQ checkpoint to use")
     parser.add_argument("--mmvg", type=Path, default=MMVG_CHECKPOINT, help="TextShapes MMVG checkpoint to use")
     parser.add_argument("--textcam-mmvg", type=Path, default=TEXTCAM_MMVG_CHECKPOINT, help="TextCam MMVG to use")
-    parser.add_argument("--decoding", choices=("parallel", "autoregressive"), default="parallel")
+    parser.add_argument("--decoding", choices=tuple(DECODING_MODES), default="parallel")
     parser.add_argument("--num-inference-steps", type=int, default=12)
     parser.add_argument("--temperature", type=float, default=0.0, help="0 is greedy")
     parser.add_argument("--guidance-scale", type=float, default=1.0)

@@ -1173,8 +1173,10 @@ class MMVGForVideoCompletion(MMVGPreTrainedModel):
             given_frames_mask (`torch.BoolTensor` of shape `(B, N)`): True at the given frames (any set, also none).
             video_token_ids (`torch.LongTensor` of shape `(B, N, h, w)`, *optional*): tokens instead of pixels; then
                 the output frames are all decoded from tokens.
-            decoding (`str`): `"parallel"` (MaskGIT, `num_inference_steps` model calls) or `"autoregressive"` (frame
-                by frame, token by token in raster order, with cached keys/values: N * h * w calls); `decoding.py`.
+            decoding (`str`): `"parallel"` (MaskGIT, `num_inference_steps` model calls), `"frame_by_frame"` (one
+                frame at a time, nearest to a given frame first, each by MaskGIT: `num_inference_steps` calls per
+                frame) or `"autoregressive"` (frame by frame, token by token in raster order, with cached
+                keys/values: N * h * w calls); `decoding.py`.
             guidance_scale (`float`): classifier-free guidance; 1 uses the caption only, > 1 also runs the empty
                 prompt and extrapolates away from it.
             temperature, top_k, top_p: sampling; `temperature=0` is greedy.

@@ -107,7 +107,8 @@ class VideoCompletionPipeline(Pipeline):
       and the whole clip is returned as `ground_truth`;
     - `given_frames`: `{frame index: frame}` for any K frames at any positions.
 
-    Sampling knobs: `decoding` (`"parallel"`, default, or `"autoregressive"`), `num_inference_steps` (12),
+    Sampling knobs: `decoding` (`"parallel"`, default, `"frame_by_frame"` or `"autoregressive"`; `decoding.py`),
+    `num_inference_steps` (12; per frame for `"frame_by_frame"`),
     `guidance_scale` (1.0), `temperature` (1.0), `top_k`, `top_p`, `generator` or `seed`; `output_type` (`"pil"`,
     `"np"`: uint8 (N, H, W, 3), `"pt"`: uint8 (N, 3, H, W)); `progress` (a bar over decoding, default True).
     Returns `{"frames", "given_frame_indices", "prompt"}` (and `"ground_truth"` for a video), or a list of them.
