@@ -36,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     complete.add_argument("--out", required=True, help=f"output file ({', '.join(OUTPUT_SUFFIXES)})")
     complete.add_argument("--grid", default=None, help="also write the side-by-side PNG here")
     complete.add_argument("--decoding", choices=tuple(DECODING_MODES), default="parallel")
-    complete.add_argument("--steps", type=int, default=12, help="parallel decoding steps")
+    complete.add_argument("--steps", type=int, default=12,
+                          help="parallel decoding steps (per frame for frame_by_frame)")  # fmt: skip
     complete.add_argument("--guidance-scale", type=float, default=1.0)
     complete.add_argument("--temperature", type=float, default=1.0)
     complete.add_argument("--top-k", type=int, default=None)

@@ -1,6 +1,6 @@
 """Sampling and the parallel (MaskGIT) decoding schedule, apart from the model.
 
-How one checkpoint serves both decoding modes: Dec^M is block-causal over frames (frame t attends to frames <= t)
+How one checkpoint serves every decoding mode: Dec^M is block-causal over frames (frame t attends to frames <= t)
 and sees, at every token, the token itself when it is known or [MASK] (and the same token of the previous frame;
 with `next_frame_copy`, a frame that still has masked tokens also reads the known tokens of frame t + 1).
 Training masks tokens in two ways (`masking.sample_token_mask`): as one step of autoregressive decoding (earlier
@@ -16,7 +16,7 @@ generated frames masked at one ratio). So:
   [MASK] (`num_steps` model calls per frame). Each frame is finished before its neighbour is started, so a moving
   object is copied from one side only, as in autoregressive decoding, at a fraction of its calls.
 
-Both loops and classifier-free guidance talk to the model through one function, `LogitsFn`; the model builds it
+The loops and classifier-free guidance talk to the model through one function, `LogitsFn`; the model builds it
 (`modeling_mmvg.MMVGVideoLogits`) and knows nothing of schedules.
 """
 
