@@ -264,8 +264,8 @@ def complete(
     summary = (
         f"**{num_frames} frames**, {given} given (outlined in the strip). "
         f"{domain.label} model `{domain.model_folder.name}`, {decoding} decoding"
-        + (f" in {int(num_inference_steps)} steps" if decoding == "parallel" else "")
-        + (f" in {int(num_inference_steps)} steps a frame" if decoding == "frame_by_frame" else "")
+        + {"parallel": f" in {int(num_inference_steps)} steps",
+           "frame_by_frame": f" in {int(num_inference_steps)} steps a frame"}.get(decoding, "")  # fmt: skip
         + f", guidance {float(guidance_scale):g}, temperature {float(temperature):g}"
         + (f", seed {int(seed)}" if float(temperature) > 0 else " (greedy)")
         + f"; {seconds:.1f} s."

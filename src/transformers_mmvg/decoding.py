@@ -269,7 +269,7 @@ def frame_by_frame_decode(
     logits_fn: LogitsFn,
     token_ids: torch.Tensor,
     known: torch.Tensor,
-    num_steps: int = 4,
+    num_steps: int = 2,
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,

@@ -209,7 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tvq", type=Path, default=TVQ_CHECKPOINT, help="TextShapes T-VQ checkpoint to use")
     parser.add_argument("--mmvg", type=Path, default=MMVG_CHECKPOINT, help="TextShapes MMVG checkpoint to use")
     parser.add_argument("--textcam-mmvg", type=Path, default=TEXTCAM_MMVG_CHECKPOINT, help="TextCam MMVG to use")
-    parser.add_argument("--decoding", choices=tuple(DECODING_MODES), default="parallel")
+    parser.add_argument("--decoding", choices=tuple(DECODING_MODES), default="parallel",
+                        help=f"for the tables, task GIFs and grids; the TextCam photo GIF uses {PHOTO_DECODING}")
     parser.add_argument("--num-inference-steps", type=int, default=12)
     parser.add_argument("--temperature", type=float, default=0.0, help="0 is greedy")
     parser.add_argument("--guidance-scale", type=float, default=1.0)
